@@ -1,0 +1,34 @@
+# Two commands do all the set-up: `make serve` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install serve test lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall whenever pyproject.toml changes (entry points live there).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgresql,redis]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: install
+	$(BIN)/flask --app wsgi oauth init
+	@echo ""
+	@echo "Serving on http://127.0.0.1:8000 (Ctrl-C stops). Next steps:"
+	@echo "  curl http://127.0.0.1:8000/.well-known/oauth-authorization-server"
+	@echo "  .venv/bin/flask --app wsgi oauth iat create      # token for registering a worker client"
+	@echo "  then follow 'Quick start' in README.md"
+	@echo ""
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check app plugins tests bench examples

@@ -1,0 +1,60 @@
+"""Application factory: config -> plugins -> blueprints -> handlers."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from app.config import Defaults, load_unprefixed_env
+from app.errors import register_error_handlers
+from app.guard import EXTENSION, LocalResourceServer
+from app.state import OAuthState
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the authorization server. Bad config raises ConfigurationError here, not later."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(Defaults)
+    load_unprefixed_env(app.config)
+    app.config.from_prefixed_env()
+    if test_config is not None:
+        app.config.update(test_config)
+    logging.getLogger("mcp_oauth").setLevel(logging.INFO)
+
+    state = OAuthState.from_config(app.config, app.instance_path)
+    app.extensions["mcp_oauth"] = state
+    if not app.config.get("SECRET_KEY"):
+        # One secret for every worker and restart: the first process to start stores it.
+        app.config["SECRET_KEY"] = state.storage.set_setting_if_absent("secret_key", secrets.token_hex(32))
+    app.extensions[EXTENSION] = LocalResourceServer(
+        resource=state.default_resource,
+        resource_metadata_url=f"{state.issuer}/.well-known/oauth-protected-resource/mcp",
+        verify=lambda token: state.access_tokens.verify(token, state.default_resource),
+    )
+
+    register_error_handlers(app)
+    from app.mcp import bp as mcp_bp
+    from app.oauth import bp as oauth_bp
+
+    app.register_blueprint(oauth_bp)
+    app.register_blueprint(mcp_bp, url_prefix="/mcp")
+    # Root aliases for 2025-03-26 clients that find no metadata and guess the paths.
+    for alias, endpoint in (("/token", "oauth.issue_token"), ("/register", "oauth.register_client")):
+        view = app.view_functions[endpoint]
+        app.add_url_rule(alias, endpoint=f"alias{alias.replace('/', '_')}", view_func=view, methods=["POST"])
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        state.storage.ping()
+        if state.token_store is not state.storage:
+            state.token_store.ping()
+        return {"status": "ok"}
+
+    from app.cli import register_cli
+
+    register_cli(app)
+    return app

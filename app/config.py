@@ -1,0 +1,88 @@
+"""Every configuration key, typed, with its default.
+
+Three layers, later wins: these defaults, the environment (``OAUTH_ISSUER`` or the Flask-style
+``FLASK_OAUTH_ISSUER``), then the ``test_config`` mapping given to ``create_app``. Keys are read
+only while the app is built; request code uses ``app.extensions["mcp_oauth"]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import MutableMapping
+from typing import Any
+
+
+class Defaults:
+    # The one issuer string: metadata issuer, JWT iss, RFC 9207 iss, PRM authorization_servers[0].
+    OAUTH_ISSUER: str = "http://127.0.0.1:8000"
+    # Durable storage (clients, users, consents, keys); the URL scheme picks the plugin.
+    # None means a SQLite file under the app's instance folder.
+    OAUTH_STORAGE_URL: str | None = None
+    # Optional separate storage for short-lived data (codes, refresh tokens, revocations).
+    OAUTH_TOKEN_STORAGE_URL: str | None = None
+    # Grant plugins to enable (space-separated entry-point names of mcp_oauth.grants).
+    OAUTH_GRANT_TYPES: str = "client_credentials"
+    # Access-token signing algorithm: ES256 (default), RS256 or EdDSA.
+    OAUTH_SIGNING_ALG: str = "ES256"
+    # Setting this opts in to HS256 with a shared secret (the Node version's variable).
+    OAUTH_TOKEN_SECRET: str | None = None
+    # Lifetimes, in seconds.
+    OAUTH_ACCESS_TOKEN_TTL: int = 3600
+    OAUTH_REFRESH_TOKEN_TTL: int = 604800
+    OAUTH_CODE_TTL: int = 60
+    # Default lifetime of client secrets; 0 means they never expire.
+    OAUTH_CLIENT_SECRET_TTL: int = 0
+    # Scopes this server knows, with the plain-language text shown on the consent page.
+    OAUTH_SCOPES: dict[str, str] = {
+        "mcp:tools": "Call tools on the MCP server on your behalf",
+        "mcp:resources": "Read resources from the MCP server",
+        "mcp:prompts": "Use prompts from the MCP server",
+    }
+    # Scopes granted when a client registers or asks with no scope.
+    OAUTH_DEFAULT_SCOPES: str = "mcp:tools"
+    # Extra resources (RFC 8707) tokens may be minted for, e.g. workers on other machines.
+    OAUTH_RESOURCES: str = ""
+    # Whether anyone may register clients that need a person's consent (RFC 7591 open mode).
+    OAUTH_REGISTRATION_OPEN: bool = True
+    # Largest request body accepted, in bytes (413 beyond it).
+    MAX_CONTENT_LENGTH: int = 64 * 1024
+    # Longest single parameter value accepted, in characters.
+    OAUTH_MAX_PARAM_LENGTH: int = 4096
+    # How many verified access tokens are cached in-process (revocation is still checked).
+    OAUTH_TOKEN_CACHE_SIZE: int = 10000
+    # Seconds between re-reads of the signing keys from storage (picks up CLI rotation).
+    OAUTH_KEY_REFRESH_SECONDS: int = 30
+    # Refresh-token grace window in seconds (0 = off): a lost response can be fetched again.
+    OAUTH_REFRESH_GRACE_SECONDS: int = 0
+    # Rate limiting (the limits library): storage URL and per-purpose limits.
+    RATELIMIT_ENABLED: bool = True
+    RATELIMIT_STORAGE_URL: str = "memory://"
+    RATELIMIT_TOKEN: str = "600/minute"  # per client at the token endpoint
+    RATELIMIT_REGISTRATION: str = "30/minute"  # per address at registration
+    RATELIMIT_AUTH_FAILURE: str = "30/minute"  # failed client authentications per address
+    RATELIMIT_LOGIN: str = "10/minute"  # failed logins per address and per username
+    # MCP endpoint: tools to enable, and allowed Host / Origin values (DNS-rebinding defence).
+    MCP_TOOLS: str = "whoami"
+    MCP_ALLOWED_HOSTS: str = ""
+    MCP_ALLOWED_ORIGINS: str = ""
+    # Client ID Metadata Documents: allow private/loopback addresses (development only).
+    OAUTH_CIMD_ALLOW_PRIVATE: bool = False
+    # Secret for session cookies (login, CSRF); generated and stored when unset.
+    SECRET_KEY: str | None = None
+
+
+def load_unprefixed_env(config: MutableMapping[str, Any], environ: dict[str, str] | None = None) -> None:
+    """Copy ``OAUTH_*``, ``MCP_*``, ``RATELIMIT_*`` and ``MAX_CONTENT_LENGTH`` from the environment.
+
+    Values are parsed as JSON when they parse (numbers, booleans, objects), else kept as text,
+    the same rule as Flask's ``from_prefixed_env``.
+    """
+    env = os.environ if environ is None else environ
+    for key in vars(Defaults):
+        if key.isupper() and key in env:
+            raw = env[key]
+            try:
+                config[key] = json.loads(raw)
+            except ValueError:
+                config[key] = raw

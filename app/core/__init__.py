@@ -1,0 +1,1 @@
+"""Pure protocol logic: no request, no ``g``, no storage."""

@@ -1,0 +1,93 @@
+"""Strict request parsing shared by the OAuth endpoints.
+
+RFC 6749 §3.1/§3.2: parameters sent without a value are treated as omitted, and request and
+response parameters MUST NOT be included more than once. Bodies must be UTF-8; the token,
+revocation and introspection endpoints take ``application/x-www-form-urlencoded`` only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from flask import request
+
+from app.errors import InvalidRequestError, UnsupportedMediaTypeError
+
+
+def _decode_pairs(raw: str, max_len: int) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidRequestError("parameters must be UTF-8") from None
+    except ValueError:
+        raise InvalidRequestError("parameters are malformed") from None
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if name in out:
+            raise InvalidRequestError(f"parameter {name[:40]} is repeated")
+        if len(value) > max_len:
+            raise InvalidRequestError(f"parameter {name[:40]} is longer than {max_len} characters")
+        if "\x00" in value or "\x00" in name:
+            raise InvalidRequestError(f"parameter {name[:40]} contains a NUL character")
+        out[name] = value
+    # RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
+    return {k: v for k, v in out.items() if v != ""}
+
+
+def form_params(max_len: int = 4096) -> dict[str, str]:
+    """The form body of a POST, strictly parsed. Raises InvalidRequestError / 415."""
+    mimetype = request.mimetype
+    if mimetype != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaTypeError("send parameters as application/x-www-form-urlencoded")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaTypeError("only the utf-8 charset is accepted")
+    body = request.get_data(cache=True)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequestError("request body is not valid UTF-8") from None
+    return _decode_pairs(text, max_len)
+
+
+def query_params(max_len: int = 4096) -> dict[str, str]:
+    """The query string, strictly parsed (authorization requests)."""
+    raw = request.query_string
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidRequestError("query string must be percent-encoded") from None
+    return _decode_pairs(text, max_len)
+
+
+def json_object() -> dict[str, Any]:
+    """A JSON object body (registration). Raises InvalidRequestError / 415."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaTypeError("send client metadata as application/json")
+    body = request.get_data(cache=True)
+    try:
+        data = json.loads(
+            body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicates
+        )
+    except UnicodeDecodeError:
+        raise InvalidRequestError("request body is not valid UTF-8") from None
+    except (ValueError, RecursionError):
+        raise InvalidRequestError("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out

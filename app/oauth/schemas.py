@@ -1,0 +1,113 @@
+"""marshmallow schemas for request bodies: RFC 7591 client metadata.
+
+Unknown metadata is dropped, not refused: RFC 7591 §2 says the server MUST ignore metadata it
+does not understand, and real MCP clients send extra fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+
+from app.core import redirects
+from app.core import scopes as scope_util
+
+AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_text = {"validate": validate.Length(max=1000)}
+
+
+def _https_or_loopback(value: str) -> None:
+    problem = redirects.problem(value)
+    if problem is not None or urlsplit(value).scheme not in ("https", "http"):
+        raise ValidationError("must be an https URL")
+
+
+class ClientMetadataSchema(Schema):
+    """RFC 7591 §2 client metadata, with this server's rules."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    redirect_uris = fields.List(fields.String(), validate=validate.Length(max=20), load_default=list)
+    token_endpoint_auth_method = fields.String(
+        validate=validate.OneOf(AUTH_METHODS), load_default="client_secret_basic"
+    )
+    grant_types = fields.List(
+        fields.String(validate=validate.OneOf(GRANT_TYPES)),
+        validate=validate.Length(min=1, max=3),
+        load_default=lambda: ["authorization_code"],
+    )
+    response_types = fields.List(
+        fields.String(validate=validate.Equal("code", error="only code is supported")),
+        validate=validate.Length(max=1),
+        load_default=lambda: ["code"],
+    )
+    client_name = fields.String(validate=validate.Length(max=200))
+    client_uri = fields.String(validate=_https_or_loopback)
+    logo_uri = fields.String(validate=_https_or_loopback)
+    tos_uri = fields.String(validate=_https_or_loopback)
+    policy_uri = fields.String(validate=_https_or_loopback)
+    contacts = fields.List(fields.String(**_text), validate=validate.Length(max=10))
+    scope = fields.String(validate=validate.Length(max=1000))
+    software_id = fields.String(**_text)
+    software_version = fields.String(**_text)
+
+    @validates("redirect_uris")
+    def _redirect_uris(self, value: list[str], **kwargs: Any) -> None:
+        for uri in value:
+            problem = redirects.problem(uri)
+            if problem:
+                raise ValidationError(f"{uri[:80]} {problem}")
+        if len(set(value)) != len(value):
+            raise ValidationError("must not repeat a URI")
+
+    @validates("scope")
+    def _scope(self, value: str, **kwargs: Any) -> None:
+        try:
+            scope_util.parse(value)
+        except ValueError as e:
+            raise ValidationError(str(e)) from None
+
+    @validates("client_name")
+    def _name(self, value: str, **kwargs: Any) -> None:
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in _BIDI_CONTROLS for c in value):
+            raise ValidationError("must not contain control or bidirectional-override characters")
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **kwargs: Any) -> None:
+        grants = data.get("grant_types", ["authorization_code"])
+        if len(set(grants)) != len(grants):
+            raise ValidationError("must not repeat a grant type", "grant_types")
+        if "authorization_code" in grants:
+            if not data.get("redirect_uris"):
+                raise ValidationError("authorization_code clients need at least one redirect URI", "redirect_uris")
+            if "code" not in data.get("response_types", ["code"]):
+                raise ValidationError("authorization_code needs response_types [code]", "response_types")
+        if "refresh_token" in grants and "authorization_code" not in grants:
+            raise ValidationError("refresh_token goes with authorization_code", "grant_types")
+        method = data.get("token_endpoint_auth_method", "client_secret_basic")
+        if "client_credentials" in grants and method == "none":
+            raise ValidationError(
+                "client_credentials needs a confidential client (client_secret_basic or client_secret_post)",
+                "token_endpoint_auth_method",
+            )
+
+    @post_load
+    def _normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if "scope" in data:
+            parsed = scope_util.parse(data["scope"])
+            if parsed:
+                data["scope"] = " ".join(parsed)
+            else:
+                del data["scope"]  # "" means the server's defaults
+        if "authorization_code" not in data["grant_types"]:
+            data["response_types"] = []  # RFC 7591 §2.1: response types follow the grants
+        return data
+
+
+client_metadata_schema = ClientMetadataSchema()

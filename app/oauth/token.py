@@ -1,0 +1,31 @@
+"""The token endpoint (RFC 6749 §3.2): parse, authenticate the client, hand off to a grant."""
+
+from __future__ import annotations
+
+from flask import request
+from flask.typing import ResponseReturnValue
+
+from app.errors import InvalidRequestError, UnauthorizedClientError, UnsupportedGrantTypeError
+from app.oauth import bp
+from app.oauth.client_auth import authenticate_client
+from app.oauth.params import form_params
+from app.oauth.responses import no_store_json
+from app.state import TokenRequest, oauth_state
+
+
+@bp.post("/oauth/token")
+def issue_token() -> ResponseReturnValue:
+    state = oauth_state()
+    params = form_params(int(state.config["OAUTH_MAX_PARAM_LENGTH"]))
+    grant_type = params.get("grant_type")
+    if grant_type is None:
+        raise InvalidRequestError("grant_type is required")
+    grant = state.grants.get(grant_type)
+    if grant is None:
+        raise UnsupportedGrantTypeError(f"grant_type {grant_type[:60]} is not supported")
+    client = authenticate_client(state, params)
+    state.rate_limit("RATELIMIT_TOKEN", client.client_id)
+    if grant_type not in client.grant_types:
+        raise UnauthorizedClientError(f"this client is not registered for {grant_type}")
+    body = grant.issue(TokenRequest(params=params, client=client, remote_addr=request.remote_addr or ""))
+    return no_store_json(body)

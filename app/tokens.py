@@ -1,0 +1,169 @@
+"""RFC 9068 JWT access tokens: issue and verify (signing and checks by PyJWT).
+
+Issuing needs no storage write. Verifying checks the signature with the key named by ``kid``
+(the algorithm comes from the key, never from the token header: RFC 8725 §3.1), ``typ``
+``at+jwt``, ``iss``, ``aud``, ``exp``, then the revocation list. Verified claims are cached
+in-process until they expire; the revocation check runs on every call.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+
+from app.errors import InvalidTokenError
+from app.keys import KeyRing
+from app.models import TokenClaims
+
+LEEWAY = 30  # seconds of clock skew tolerated on exp/iat/nbf
+_REQUIRED = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"]
+
+
+def claims_from_payload(payload: dict[str, Any]) -> TokenClaims:
+    scope = payload.get("scope", "")
+    return TokenClaims(
+        sub=str(payload["sub"]),
+        client_id=str(payload["client_id"]),
+        scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
+        aud=payload["aud"],
+        jti=str(payload["jti"]),
+        exp=int(payload["exp"]),
+        iat=int(payload["iat"]),
+        iss=str(payload["iss"]),
+        raw=payload,
+    )
+
+
+def check_typ(header: dict[str, Any]) -> None:
+    typ = str(header.get("typ", "")).lower()
+    if typ not in ("at+jwt", "application/at+jwt"):
+        raise InvalidTokenError("token is not an RFC 9068 access token (typ must be at+jwt)")
+
+
+class VerifiedCache:
+    """Bounded cache of verified tokens: token string -> claims, dropped at ``exp``."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[str, TokenClaims] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str, now: float) -> TokenClaims | None:
+        claims = self._data.get(token)
+        if claims is None:
+            return None
+        if claims.exp + LEEWAY <= now:
+            with self._lock:
+                self._data.pop(token, None)
+            return None
+        return claims
+
+    def put(self, token: str, claims: TokenClaims) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._data[token] = claims
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
+class AccessTokens:
+    """Mints and verifies this server's access tokens."""
+
+    def __init__(
+        self,
+        keys: KeyRing,
+        issuer: str,
+        ttl: int,
+        is_revoked: Callable[[str], bool],
+        cache_size: int = 10000,
+    ) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.ttl = ttl
+        self.is_revoked = is_revoked
+        self.cache = VerifiedCache(cache_size)
+
+    def issue(
+        self,
+        *,
+        subject: str,
+        client_id: str,
+        scope: str,
+        audience: str,
+        now: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """Mint a token; returns (jwt, claims). Nothing is written to storage."""
+        now = now or int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": audience,
+            "client_id": client_id,
+            "scope": scope,
+            "jti": secrets.token_urlsafe(16),
+            "iat": now,
+            "exp": now + self.ttl,
+        }
+        if extra:
+            claims |= extra
+        key = self.keys.current()
+        token = jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"})
+        return token, claims
+
+    def decode(self, token: str, audience: str | None, *, verify_exp: bool = True) -> TokenClaims:
+        """Check signature, typ, iss, aud (when given) and exp. Raises InvalidTokenError."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidTokenError("token is malformed") from None
+        check_typ(header)
+        kid = header.get("kid")
+        key = self.keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidTokenError("token was signed by an unknown key")
+        try:
+            payload = jwt.decode(
+                token,
+                key.public,
+                algorithms=[key.alg],
+                audience=audience,
+                issuer=self.issuer,
+                leeway=LEEWAY,
+                options={
+                    "require": _REQUIRED,
+                    "verify_aud": audience is not None,
+                    "verify_exp": verify_exp,
+                },
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidTokenError("token has expired") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidTokenError("token was not issued for this resource") from None
+        except jwt.PyJWTError as e:
+            raise InvalidTokenError(f"token is invalid: {e}") from None
+        return claims_from_payload(payload)
+
+    def verify(self, token: str, audience: str) -> TokenClaims:
+        """Verified, unrevoked claims for ``audience``. Raises InvalidTokenError."""
+        now = time.time()
+        claims = self.cache.get(token, now)
+        if claims is None:
+            claims = self.decode(token, audience)
+            self.cache.put(token, claims)
+        elif not _aud_matches(claims.aud, audience):
+            raise InvalidTokenError("token was not issued for this resource")
+        if self.is_revoked(claims.jti):
+            raise InvalidTokenError("token has been revoked")
+        return claims
+
+
+def _aud_matches(aud: str | list[str], audience: str) -> bool:
+    return aud == audience or (isinstance(aud, list) and audience in aud)

@@ -1,0 +1,26 @@
+"""gunicorn settings, every one from the environment (defaults suit one small machine)."""
+
+import os
+
+# Where to listen. Keep loopback unless a TLS proxy sits in front (see README: ProxyFix).
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+# Worker processes; each holds its own key cache and verified-token cache.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# "sync" (default) or "gthread" (then GUNICORN_THREADS threads per worker).
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# Seconds before a silent worker is killed and restarted.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# Seconds to keep an idle client connection open (behind a proxy, above the proxy's value).
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+# Access log: "-" for stderr, empty to disable. The format logs the path only, never the query
+# string, so nothing sent in a query (even a misplaced token) reaches the log.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+errorlog = os.environ.get("GUNICORN_ERROR_LOG", "-")
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# Restart workers after this many requests (0 = never) to bound any slow leak.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
+# Load the app in the master before forking (off: each worker opens its own DB pool).
+preload_app = os.environ.get("GUNICORN_PRELOAD", "0") == "1"
