@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -30,6 +31,7 @@ class Server:
     port: int
     proc: subprocess.Popen[bytes]
     log_path: Path
+    log_file: IO[bytes] | None = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -42,6 +44,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self.log_file is not None and not self.log_file.closed:
+            self.log_file.close()
 
 
 def server_env(env: Mapping[str, str], port: int) -> dict[str, str]:
@@ -104,11 +108,14 @@ def start_gunicorn(
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            log.close()
             raise RuntimeError(f"gunicorn exited: {log_path.read_text(errors='replace')[-3000:]}")
         try:
             httpx.get(url + "/healthz", timeout=1)
-            return Server(url, port, proc, log_path)
+            return Server(url, port, proc, log_path, log)
         except httpx.HTTPError:
             time.sleep(0.2)
     proc.kill()
+    proc.wait(5)
+    log.close()
     raise RuntimeError(f"gunicorn did not answer on {url}: {log_path.read_text(errors='replace')[-3000:]}")
