@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 # scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 def parse(scope: str | None) -> list[str]:
@@ -16,7 +16,7 @@ def parse(scope: str | None) -> list[str]:
     for part in scope.split(" "):
         if part == "":
             continue
-        if not _TOKEN.match(part):
+        if not _TOKEN.fullmatch(part):  # fullmatch: `$` would allow a trailing newline
             raise ValueError(f"scope token {part[:40]!r} has characters RFC 6749 does not allow")
         if part not in out:
             out.append(part)
