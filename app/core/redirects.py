@@ -66,15 +66,20 @@ def matches(requested: str, registered: list[str]) -> str | None:
     """The registered URI that ``requested`` matches, or None.
 
     Exact match first; then, for loopback http URIs, the same host, path and query on any port.
+    Only the port may differ: a fragment or userinfo in the requested URI never matches.
     """
     if requested in registered:
         return requested
     if not is_loopback(requested):
         return None
     try:
-        urlsplit(requested).port  # noqa: B018 - rejects malformed ports
+        parts = urlsplit(requested)
+        parts.port  # noqa: B018 - rejects malformed ports
         wanted = _without_port(requested)
     except ValueError:
+        return None
+    # urlsplit drops both from the compared tuple, so refuse them here (RFC 6749 §3.1.2).
+    if "#" in requested or "@" in parts.netloc:
         return None
     for uri in registered:
         if is_loopback(uri) and _without_port(uri) == wanted:
