@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
 from app.models import (
@@ -181,6 +183,10 @@ class SQLStorage:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._lock = threading.Lock()
+        # A pool must not cross a fork (gunicorn --preload): the child drops the parent's
+        # connections without closing them, and opens its own.
+        ref = weakref.ref(engine)
+        os.register_at_fork(after_in_child=lambda: _dispose_in_child(ref))
 
     @classmethod
     def from_url(cls, url: str, options: Mapping[str, object]) -> SQLStorage:
@@ -209,11 +215,14 @@ class SQLStorage:
             def _begin(conn: Connection) -> None:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
         else:
+            # A short connect timeout turns an unreachable server into a quick 503, not a hung worker.
+            connect_args = {} if "connect_timeout=" in real else {"connect_timeout": 5}
             engine = sa.create_engine(
                 real,
                 pool_size=int(str(options.get("pool_size", 5))),
                 pool_pre_ping=True,
                 pool_recycle=300,
+                connect_args=connect_args,
             )
         return cls(engine)
 
@@ -368,6 +377,10 @@ class SQLStorage:
             self._revoke_jti(conn, jti, expires_at)
 
     def _revoke_jti(self, conn: Connection, jti: str, expires_at: int) -> None:
+        if self.dialect == "postgresql":
+            # Concurrent revocations of one jti (a replay storm) must not fail on the key.
+            conn.execute(pg_insert(revoked_jtis).values(jti=jti, expires_at=expires_at).on_conflict_do_nothing())
+            return
         exists = conn.execute(sa.select(revoked_jtis.c.jti).where(revoked_jtis.c.jti == jti)).first()
         if not exists:
             conn.execute(revoked_jtis.insert().values(jti=jti, expires_at=expires_at))
@@ -558,12 +571,23 @@ class SQLStorage:
             return conn.execute(sa.select(settings.c.value).where(settings.c.name == name)).scalar()
 
     def set_setting_if_absent(self, name: str, value: str) -> str:
+        if self.dialect == "postgresql":
+            # Workers start together; on PostgreSQL the first INSERT wins without a key error.
+            with self._write() as conn:
+                conn.execute(pg_insert(settings).values(name=name, value=value).on_conflict_do_nothing())
+                return str(conn.execute(sa.select(settings.c.value).where(settings.c.name == name)).scalar())
         with self._write() as conn:
             existing = conn.execute(sa.select(settings.c.value).where(settings.c.name == name)).scalar()
             if existing is not None:
                 return str(existing)
             conn.execute(settings.insert().values(name=name, value=value))
             return value
+
+
+def _dispose_in_child(ref: weakref.ReferenceType[Engine]) -> None:
+    engine = ref()
+    if engine is not None:
+        engine.dispose(close=False)
 
 
 class _Txn:
