@@ -90,6 +90,8 @@ class KeyRing:
         self._loaded_at = 0.0
         self._last_forced = 0.0
         self._lock = threading.Lock()
+        if secret is None and alg == "HS256":
+            raise ConfigurationError("OAUTH_SIGNING_ALG HS256 needs OAUTH_TOKEN_SECRET (at least 32 bytes)")
         if self.alg not in (*ASYMMETRIC_ALGS, "HS256"):
             raise ConfigurationError(f"OAUTH_SIGNING_ALG must be one of {ASYMMETRIC_ALGS}, not {alg!r}")
         if secret is not None and len(secret.encode()) < 32:
