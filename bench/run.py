@@ -1,0 +1,700 @@
+"""Side-by-side HTTP benchmark: every target under gunicorn, loaded by wrk, in one run.
+
+Each server (the bare Flask ceiling, this server on each storage backend, ...) runs under
+gunicorn with the same settings on a free 127.0.0.1 port. A run is ``--rounds`` rounds; each
+round measures every target once for ``--duration`` seconds, round-robin, starting one target
+later each round. The machine is small and shared, so absolute req/s mean little: what is
+reported is, per target, the median over rounds of (target req/s / bare req/s in the same
+round), with min-max. Results go to ``bench/results/<time>.json`` and into ``docs/benchmarks.md``
+between the ``bench:run:<worker class>`` markers (the rest of the document is hand-written).
+
+    .venv/bin/python bench/run.py                         # the whole suite, defaults
+    .venv/bin/python bench/run.py --rounds 3 --duration 10 --targets bare,token_cc,whoami
+    .venv/bin/python bench/run.py --list                  # the targets and whether they can run
+
+A target is one entry of ``TARGETS`` below: the server it hits, the request (method, path,
+headers, a fixed body or a pool of single-use bodies) and the goal ratio, if any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+LUA = BENCH / "lua"
+RESULTS = BENCH / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+BIN = Path(sys.executable).parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/bench")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+# Operators keep the limiter on, so the benchmark does too, with limits no client reaches.
+HIGH_LIMIT = "100000000/minute"
+
+
+# --------------------------------------------------------------------------------------------
+# Declarations: servers and targets
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One gunicorn server. ``env`` is added to the common benchmark environment."""
+
+    name: str
+    app: str = "wsgi:app"
+    env: Mapping[str, str] = field(default_factory=dict)
+    oauth: bool = True  # an instance of this server (fixtures are made in-process)
+    needs: tuple[str, ...] = ()  # "postgresql", "redis", or repository paths that must exist
+
+
+@dataclass
+class Request:
+    """What wrk sends. ``pool(n)`` returns n single-use bodies; otherwise ``body`` is fixed."""
+
+    method: str = "GET"
+    path: str = "/"
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str | None = None
+    pool: Callable[[int], list[str]] | None = None
+    expect: int = 200
+
+
+@dataclass(frozen=True)
+class Target:
+    """One benchmark row: a request against a server, with an optional goal ratio to ``bare``."""
+
+    name: str
+    title: str
+    server: str
+    build: Callable[[Fixture], Request]
+    goal: float | None = None
+    issue: int = 2
+    needs: tuple[str, ...] = ()
+
+
+class Fixture:
+    """Per-server set-up, done in-process with the server's own configuration.
+
+    ``create_app`` with the same settings as the gunicorn workers, so clients, tokens and pools
+    of single-use codes land in the storage the server reads.
+    """
+
+    def __init__(self, spec: ServerSpec, env: dict[str, str], url: str) -> None:
+        self.spec = spec
+        self.env = env
+        self.url = url
+        self._app: Any = None
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def app(self) -> Any:
+        if self._app is None:
+            from app import create_app
+            from app.config import load_unprefixed_env
+
+            config: dict[str, Any] = {}
+            load_unprefixed_env(config, self.env)
+            self._app = create_app(config)
+        return self._app
+
+    @property
+    def state(self) -> Any:
+        return self.app.extensions["mcp_oauth"]
+
+    def once(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def confidential_client(self) -> tuple[str, str]:
+        """A client_credentials client (with the introspect privilege): (client_id, secret)."""
+
+        def make() -> tuple[str, str]:
+            from app.oauth.register import new_client, validate_metadata
+
+            with self.app.app_context():
+                body = {
+                    "client_name": "bench worker",
+                    "grant_types": ["client_credentials"],
+                    "scope": "mcp:tools mcp:resources",
+                    "token_endpoint_auth_method": "client_secret_basic",
+                    "redirect_uris": [],
+                }
+                client, secret, _ = new_client(
+                    self.state,
+                    validate_metadata(self.state, body),
+                    registered_by="cli",
+                    privileges=frozenset({"introspect"}),
+                )
+            assert secret is not None
+            return client.client_id, secret
+
+        return self.once("confidential", make)  # type: ignore[no-any-return]
+
+    def basic_auth(self) -> str:
+        cid, secret = self.confidential_client()
+        return "Basic " + base64.b64encode(f"{cid}:{secret}".encode()).decode()
+
+    def access_token(self, scope: str = "mcp:tools") -> str:
+        """An access token for this server's MCP resource, minted as the token endpoint does."""
+
+        def make() -> str:
+            cid, _ = self.confidential_client()
+            with self.app.app_context():
+                token, _ = self.state.access_tokens.issue(
+                    subject=cid, client_id=cid, scope=scope, audience=self.state.default_resource
+                )
+            return str(token)
+
+        return self.once(f"token:{scope}", make)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.extensions["mcp_oauth"].close()
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def _bare(fx: Fixture) -> Request:
+    return Request("GET", "/ping")
+
+
+def _token_cc(fx: Fixture) -> Request:
+    return Request(
+        "POST",
+        "/oauth/token",
+        {"Authorization": fx.basic_auth(), "Content-Type": FORM},
+        body="grant_type=client_credentials&scope=mcp%3Atools",
+    )
+
+
+def _whoami(fx: Fixture) -> Request:
+    return Request("GET", "/mcp/whoami", {"Authorization": "Bearer " + fx.access_token()})
+
+
+def _introspect(fx: Fixture) -> Request:
+    return Request(
+        "POST",
+        "/oauth/introspect",
+        {"Authorization": fx.basic_auth(), "Content-Type": FORM},
+        body="token=" + fx.access_token() + "&token_type_hint=access_token",
+    )
+
+
+SERVERS: dict[str, ServerSpec] = {
+    s.name: s
+    for s in [
+        ServerSpec("bare", app="bench.bare_app:app", oauth=False),
+        ServerSpec("sqlite"),
+    ]
+}
+
+TARGETS: list[Target] = [
+    Target("bare", "bare Flask JSON route (ceiling)", "bare", _bare),
+    Target("token_cc", "client_credentials token issue (sqlite)", "sqlite", _token_cc, goal=0.50),
+    Target("whoami", "protected route, JWT validated (GET /mcp/whoami)", "sqlite", _whoami, goal=0.70),
+    Target("introspect", "introspection of an access token (sqlite)", "sqlite", _introspect, issue=6),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Running servers
+# --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_env(spec: ServerSpec, port: int, workdir: Path) -> dict[str, str]:
+    """The environment of one server: same gunicorn settings for all, storage in ``workdir``."""
+    env = {
+        "OAUTH_ISSUER": f"http://127.0.0.1:{port}",
+        "OAUTH_STORAGE_URL": f"sqlite:///{workdir}/{spec.name}.sqlite3",
+        "OAUTH_GRANT_TYPES": " ".join(installed_grants()),
+        "RATELIMIT_ENABLED": "true",
+        "RATELIMIT_TOKEN": HIGH_LIMIT,
+    }
+    env.update(spec.env)
+    return env
+
+
+def installed_grants() -> list[str]:
+    from app.contracts import GRANTS, installed
+
+    return installed(GRANTS)
+
+
+def service_up(name: str) -> bool:
+    host, port = {"postgresql": ("127.0.0.1", 5432), "redis": ("127.0.0.1", 6379)}[name]
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def missing_needs(needs: tuple[str, ...]) -> list[str]:
+    out = []
+    for need in needs:
+        if need in ("postgresql", "redis"):
+            if not service_up(need):
+                out.append(f"{need} not reachable")
+        elif not (ROOT / need).exists():
+            out.append(f"{need} not present")
+    return out
+
+
+@dataclass
+class Running:
+    spec: ServerSpec
+    port: int
+    url: str
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+    log: Path
+    fixture: Fixture
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.fixture.close()
+
+
+def gunicorn_env(env: Mapping[str, str], args: argparse.Namespace) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_", "FLASK_", "MCP_", "RATELIMIT_"))}
+    out.update(env)
+    out.update(
+        {
+            # No access log: the same for every server, and no disk writes in the measurement.
+            "GUNICORN_ACCESS_LOG": "",
+            "GUNICORN_LOG_LEVEL": "warning",
+            "WEB_CONCURRENCY": str(args.workers),
+            "GUNICORN_WORKER_CLASS": args.worker_class,
+            "GUNICORN_THREADS": str(args.gthreads if args.worker_class == "gthread" else 1),
+        }
+    )
+    return out
+
+
+def start_server(spec: ServerSpec, workdir: Path, args: argparse.Namespace) -> Running:
+    port = free_port()
+    env = base_env(spec, port, workdir)
+    url = f"http://127.0.0.1:{port}"
+    fixture = Fixture(spec, env, url)
+    if spec.oauth:
+        fixture.state  # noqa: B018 - builds the schema and the signing key before the workers start
+    log = workdir / f"{spec.name}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}", spec.app],
+            cwd=ROOT,
+            env=gunicorn_env(env, args),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    probe = "/healthz" if spec.oauth else "/ping"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{spec.name}: gunicorn exited: {log.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + probe, timeout=2):
+                return Running(spec, port, url, env, proc, log, fixture)
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{spec.name}: no answer on {url}: {log.read_text(errors='replace')[-3000:]}")
+
+
+def check_request(url: str, req: Request, body: str | None) -> None:
+    """One request before measuring: the target must answer ``req.expect``, not an error."""
+    data = body.encode() if body is not None else None
+    r = urllib.request.Request(url + req.path, data=data, method=req.method, headers=req.headers)
+    try:
+        with urllib.request.urlopen(r, timeout=10) as resp:
+            status, text = resp.status, resp.read()[:300]
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read()[:300]
+    if status != req.expect:
+        raise RuntimeError(f"{url}{req.path} answered {status}, expected {req.expect}: {text!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# wrk
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    target: Target
+    server: Running
+    request: Request
+    rates: list[float] = field(default_factory=list)  # req/s seen so far, to size pools
+
+
+def write_pool(prep: Prepared, n: int, threads: int, workdir: Path) -> str:
+    assert prep.request.pool is not None
+    bodies = prep.request.pool(n)
+    prefix = workdir / f"pool-{prep.target.name}"
+    for t in range(threads):
+        chunk = bodies[t::threads]
+        Path(f"{prefix}.{t}").write_text("\n".join(chunk) + "\n")
+    return str(prefix)
+
+
+def run_wrk(prep: Prepared, duration: float, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    req = prep.request
+    env = dict(os.environ)
+    env["BENCH_METHOD"] = req.method
+    env["BENCH_HEADERS"] = "\n".join(f"{k}: {v}" for k, v in req.headers.items())
+    script = LUA / "static.lua"
+    pool_size = 0
+    if req.pool is not None:
+        rate = max(prep.rates) if prep.rates else args.pool_guess
+        pool_size = int(rate * duration * 1.5) + 200
+        if pool_size > args.pool_max:
+            # Not enough single-use bodies for the full duration: measure for a shorter time.
+            pool_size = args.pool_max
+            duration = max(2.0, (pool_size - 200) / (rate * 1.5))
+        env["BENCH_POOL"] = write_pool(prep, pool_size, args.threads, workdir)
+        script = LUA / "pool.lua"
+    elif req.body is not None:
+        env["BENCH_BODY"] = req.body
+    cmd = [
+        args.wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{max(1, round(duration))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        prep.server.url + req.path,
+    ]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed for {prep.target.name}: {out.stdout[-2000:]} {out.stderr[-2000:]}")
+    data: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+    data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
+    data["seconds"] = data["duration_us"] / 1e6
+    if pool_size:
+        data["pool"]["requested"] = pool_size
+    prep.rates.append(data["rps"])
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "app", "plugins", "bench", "wsgi.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return sha + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": wrk_version.split(" Copyright")[0].strip(),
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def summarise(rounds: list[dict[str, dict[str, Any]]], names: list[str]) -> dict[str, dict[str, Any]]:
+    """Medians per target, and the paired ratio to ``bare`` per round (median, min, max)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        runs = [r[name] for r in rounds if name in r]
+        ratios = [r[name]["rps"] / r["bare"]["rps"] for r in rounds if name in r and "bare" in r]
+        out[name] = {
+            "rps": statistics.median(x["rps"] for x in runs),
+            "rps_min": min(x["rps"] for x in runs),
+            "rps_max": max(x["rps"] for x in runs),
+            "p50_ms": statistics.median(x["latency_us"]["p50"] for x in runs) / 1000,
+            "p99_ms": statistics.median(x["latency_us"]["p99"] for x in runs) / 1000,
+            "ratio": statistics.median(ratios) if ratios else None,
+            "ratio_min": min(ratios) if ratios else None,
+            "ratio_max": max(ratios) if ratios else None,
+            "ratios": ratios,
+            "errors": sum(sum(x["errors"].values()) for x in runs),
+            "requests": sum(x["requests"] for x in runs),
+            "pool_exhausted": sum(x.get("pool", {}).get("exhausted", 0) for x in runs),
+        }
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    m = result["machine"]
+    lines = [
+        f"Run of {result['date']}, commit `{result['commit']}`; "
+        f"gunicorn {s['workers']} {s['worker_class']} workers"
+        + (f" x {s['gthreads']} threads" if s["worker_class"] == "gthread" else "")
+        + f", wrk -t{s['threads']} -c{s['connections']}, {s['rounds']} rounds of {s['duration']:g} s per target.",
+        "",
+        "Command:",
+        "",
+        "```",
+        result["command"],
+        "```",
+        "",
+        f"Machine: {m['cpus']} CPUs ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}, {m['wrk']}; "
+        f"load average {m['loadavg_start'][0]:.2f} at the start and {m['loadavg_end'][0]:.2f} at the end "
+        "(shared with other work: absolute numbers are noisy, the paired ratios less so).",
+        "",
+        "| target | req/s (median, min-max) | p50 ms | p99 ms | ratio to bare: median (min-max) | goal |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in result["summary"].items():
+        t = result["targets"][name]
+        ratio = (
+            "1 (reference)"
+            if name == "bare"
+            else f"**{row['ratio']:.2f}** ({row['ratio_min']:.2f}-{row['ratio_max']:.2f})"
+        )
+        if t["goal"] is None:
+            goal = ""
+        else:
+            met = row["ratio"] is not None and row["ratio"] >= t["goal"]
+            goal = f">= {t['goal']:.2f}: {'met' if met else '**not met**'}"
+        notes = []
+        if row["errors"]:
+            notes.append(f"{row['errors']} errors of {row['requests']} requests")
+        if row["pool_exhausted"]:
+            notes.append(f"pool ran out ({row['pool_exhausted']} repeats)")
+        title = t["title"] + (f" ({'; '.join(notes)})" if notes else "")
+        lines.append(
+            f"| `{name}`: {title} | {row['rps']:.0f} ({row['rps_min']:.0f}-{row['rps_max']:.0f}) | "
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {ratio} | {goal} |"
+        )
+    if result["skipped"]:
+        lines += ["", "Not run: " + "; ".join(f"`{k}` ({v})" for k, v in result["skipped"].items()) + "."]
+    lines += ["", f"Raw data: `{result['raw']}` (not committed)."]
+    return "\n".join(lines)
+
+
+DOC_HEADER = """# Benchmarks
+
+Generated sections are rewritten by `bench/run.py` and `bench/micro.py` between their markers;
+the text outside the markers is kept.
+"""
+
+
+def update_doc(section: str, body: str, doc: Path = DOC) -> None:
+    """Replace the text between ``<!-- bench:<section>:start/end -->`` (appended if absent)."""
+    start, end = f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
+    text = doc.read_text() if doc.exists() else DOC_HEADER
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    if start in text and end in text:
+        head, _, rest = text.partition(start)
+        _, _, tail = rest.partition(end)
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3, help="rounds; every target once per round (default 3)")
+    p.add_argument("--duration", type=float, default=10, help="seconds per target per round (default 10)")
+    p.add_argument("--warmup", type=float, default=2, help="seconds of unrecorded load per target first (default 2)")
+    p.add_argument("--targets", default="all", help="comma-separated target names, or 'all' (bare is always added)")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: wrk shares the 2 CPUs)")
+    p.add_argument("--connections", type=int, default=8, help="wrk connections (default 8: keeps 2 sync workers busy)")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
+    p.add_argument("--worker-class", default="sync", choices=["sync", "gthread"], help="gunicorn worker class")
+    p.add_argument("--gthreads", type=int, default=4, help="threads per gthread worker (default 4)")
+    p.add_argument("--pool-guess", type=float, default=1500, help="req/s assumed to size a first pool")
+    p.add_argument("--pool-max", type=int, default=40000, help="most single-use bodies made per measurement")
+    p.add_argument("--wrk", default="wrk", help="the wrk binary")
+    p.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (server logs, SQLite files)")
+    p.add_argument("--list", action="store_true", help="list the targets and exit")
+    return p.parse_args(argv)
+
+
+def select(args: argparse.Namespace) -> tuple[list[Target], dict[str, str]]:
+    known = {t.name: t for t in TARGETS}
+    if args.targets == "all":
+        wanted = list(known)
+    else:
+        wanted = [n.strip() for n in args.targets.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            raise SystemExit(f"unknown targets {unknown}; known: {sorted(known)}")
+        if "bare" not in wanted:
+            wanted.insert(0, "bare")
+    chosen, skipped = [], {}
+    for name in wanted:
+        t = known[name]
+        why = missing_needs(t.needs + SERVERS[t.server].needs)
+        if why:
+            skipped[name] = ", ".join(why)
+        else:
+            chosen.append(t)
+    return chosen, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for k in [k for k in os.environ if k.startswith(("OAUTH_", "FLASK_OAUTH", "MCP_", "RATELIMIT_"))]:
+        del os.environ[k]  # the servers' settings come from the declarations only
+    targets, skipped = select(args)
+    if args.list:
+        for t in TARGETS:
+            state = f"skipped: {skipped[t.name]}" if t.name in skipped else "ready"
+            goal = f"goal >= {t.goal}" if t.goal else ""
+            print(f"{t.name:20} {t.server:16} issue {t.issue}  {goal:12} {state}  {t.title}")
+        return 0
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.UTC)
+    info = machine()
+    workdir = Path(tempfile.mkdtemp(prefix="mcp-oauth-bench-"))
+    servers: dict[str, Running] = {}
+    try:
+        for t in targets:
+            if t.server not in servers:
+                print(f"starting {t.server} ...", flush=True)
+                servers[t.server] = start_server(SERVERS[t.server], workdir, args)
+        preps: list[Prepared] = []
+        for t in targets:
+            srv = servers[t.server]
+            req = t.build(srv.fixture)
+            first = req.pool(1)[0] if req.pool is not None else req.body
+            check_request(srv.url, req, first)
+            preps.append(Prepared(t, srv, req))
+
+        if args.warmup > 0:
+            for prep in preps:
+                print(f"warm-up {prep.target.name}", flush=True)
+                run_wrk(prep, args.warmup, args, workdir)
+
+        rounds: list[dict[str, dict[str, Any]]] = []
+        for r in range(args.rounds):
+            shift = r % len(preps)
+            order = preps[shift:] + preps[:shift]
+            measured: dict[str, dict[str, Any]] = {}
+            for prep in order:
+                data = run_wrk(prep, args.duration, args, workdir)
+                data["position"] = order.index(prep)
+                measured[prep.target.name] = data
+                print(
+                    f"round {r + 1}/{args.rounds} {prep.target.name:14} {data['rps']:8.0f} req/s  "
+                    f"p50 {data['latency_us']['p50'] / 1000:6.2f} ms  p99 {data['latency_us']['p99'] / 1000:6.2f} ms"
+                    + (f"  errors {sum(data['errors'].values())}" if sum(data["errors"].values()) else ""),
+                    flush=True,
+                )
+            rounds.append(measured)
+    finally:
+        for srv in servers.values():
+            srv.stop()
+        if args.keep:
+            print(f"kept server logs and storage in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    info["loadavg_end"] = os.getloadavg()
+    names = [p.target.name for p in preps]
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    raw_path = RESULTS / f"run-{args.worker_class}-{stamp}.json"
+    shown_args = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-doc"]
+    result = {
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git_commit(),
+        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/run.py", *shown_args]),
+        "settings": {
+            k: getattr(args, k)
+            for k in ("rounds", "duration", "warmup", "threads", "connections", "workers", "worker_class", "gthreads")
+        },
+        "machine": info,
+        "targets": {
+            p.target.name: {
+                "title": p.target.title,
+                "server": p.target.server,
+                "goal": p.target.goal,
+                "issue": p.target.issue,
+            }
+            for p in preps
+        },
+        "skipped": skipped,
+        "rounds": rounds,
+        "summary": summarise(rounds, names),
+        "raw": str(raw_path.relative_to(ROOT)),
+    }
+    raw_path.write_text(json.dumps(result, indent=1))
+    text = markdown(result)
+    print("\n" + text)
+    if not args.no_doc:
+        update_doc(f"run:{args.worker_class}", text)
+        print(f"\nupdated {DOC.relative_to(ROOT)}; raw data in {raw_path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
