@@ -22,7 +22,7 @@ class Defaults:
     # Optional separate storage for short-lived data (codes, refresh tokens, revocations).
     OAUTH_TOKEN_STORAGE_URL: str | None = None
     # Grant plugins to enable (space-separated entry-point names of mcp_oauth.grants).
-    OAUTH_GRANT_TYPES: str = "client_credentials"
+    OAUTH_GRANT_TYPES: str = "authorization_code client_credentials refresh_token"
     # Access-token signing algorithm: ES256 (default), RS256 or EdDSA.
     OAUTH_SIGNING_ALG: str = "ES256"
     # Setting this opts in to HS256 with a shared secret (the Node version's variable).
