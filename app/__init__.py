@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import audit, health, metrics
 from app.config import Defaults, load_unprefixed_env
-from app.errors import register_error_handlers
+from app.errors import ConfigurationError, register_error_handlers
 from app.guard import EXTENSION, LocalResourceServer
 from app.state import OAuthState
 
@@ -24,6 +26,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.update(test_config)
     logging.getLogger("mcp_oauth").setLevel(logging.INFO)
+    audit.configure()
+    proxies = app.config["OAUTH_TRUSTED_PROXIES"]
+    if not isinstance(proxies, int) or isinstance(proxies, bool) or proxies < 0:
+        raise ConfigurationError("OAUTH_TRUSTED_PROXIES must be 0 or a positive number of proxies")
+    if proxies:
+        # Trust exactly as many X-Forwarded-* hops as there are proxies: one more would let a
+        # client choose its own address (and dodge per-address rate limits).
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
+        )
 
     state = OAuthState.from_config(app.config, app.instance_path)
     app.extensions["mcp_oauth"] = state
@@ -47,12 +59,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         view = app.view_functions[endpoint]
         app.add_url_rule(alias, endpoint=f"alias{alias.replace('/', '_')}", view_func=view, methods=["POST"])
 
-    @app.get("/healthz")
-    def healthz() -> Any:
-        state.storage.ping()
-        if state.token_store is not state.storage:
-            state.token_store.ping()
-        return {"status": "ok"}
+    health.init_app(app)
+    metrics.init_app(app)
 
     from app.cli import register_cli
 

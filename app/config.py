@@ -68,6 +68,9 @@ class Defaults:
     MCP_ALLOWED_ORIGINS: str = ""
     # Client ID Metadata Documents: allow private/loopback addresses (development only).
     OAUTH_CIMD_ALLOW_PRIVATE: bool = False
+    # Reverse proxies in front of the server whose X-Forwarded-For/-Proto/-Host are trusted
+    # (werkzeug ProxyFix); 0 = none, so request.remote_addr is the TCP peer.
+    OAUTH_TRUSTED_PROXIES: int = 0
     # Secret for session cookies (login, CSRF); generated and stored when unset.
     SECRET_KEY: str | None = None
 

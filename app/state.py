@@ -21,6 +21,7 @@ from app.contracts import Grant, RateLimiter, Storage, TokenStore
 from app.core import scopes as scope_util
 from app.errors import ConfigurationError, RateLimitedError, StorageError
 from app.keys import KeyRing
+from app.limiting import FailOpenLimiter
 from app.models import Client
 from app.tokens import AccessTokens
 
@@ -178,7 +179,8 @@ class OAuthState:
             rl_url = str(config["RATELIMIT_STORAGE_URL"])
             rl_cls = contracts.load(contracts.RATE_LIMITERS, scheme_of(rl_url), RateLimiter)
             try:
-                limiter = rl_cls.from_url(rl_url)
+                # Fail open when the limiter's backend is down (app/limiting.py says why).
+                limiter = FailOpenLimiter(rl_cls.from_url(rl_url))
             except Exception as e:
                 raise ConfigurationError(f"cannot open rate limiter {rl_url!r}: {e}") from e
 
