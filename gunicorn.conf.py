@@ -24,3 +24,26 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
 # Load the app in the master before forking (off: each worker opens its own DB pool).
 preload_app = os.environ.get("GUNICORN_PRELOAD", "0") == "1"
+
+# Prometheus multiprocess mode: each worker writes its numbers to files in this directory and
+# /metrics adds them up. It must be set before a worker imports prometheus_client, hence here.
+# Default instance/prometheus (one gunicorn per directory: two servers sharing it would mix up,
+# and wipe, each other's numbers).
+_metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "instance", "prometheus")
+)
+
+
+def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
+    """Start every run with empty counters: files of dead processes from the last run are stale."""
+    os.makedirs(_metrics_dir, exist_ok=True)
+    for name in os.listdir(_metrics_dir):
+        if name.endswith(".db"):
+            os.remove(os.path.join(_metrics_dir, name))
+
+
+def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    """Drop a dead worker's live gauges (counters and histograms keep its totals)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
