@@ -19,6 +19,7 @@ from app.models import (
     InitialAccessToken,
     RefreshToken,
     SigningKey,
+    TokenClaims,
     User,
 )
 
@@ -135,6 +136,27 @@ class RateLimiter(Protocol):
     def hit(self, limit: str, *key: str) -> RateLimitResult: ...
     def test(self, limit: str, *key: str) -> RateLimitResult: ...
     def clear(self, limit: str, *key: str) -> None: ...
+
+
+class ToolError(Exception):
+    """Raised by a tool for a failure the caller should see (``isError`` result, not a crash)."""
+
+
+@runtime_checkable
+class Tool(Protocol):
+    """An MCP tool, selected by name in ``MCP_TOOLS``.
+
+    The class also sets ``name: ClassVar[str]`` (the tool name clients call), ``description:
+    ClassVar[str]``, ``input_schema: ClassVar[dict]`` (a JSON Schema object, checked before
+    ``call``) and ``required_scope: ClassVar[str]`` (the scope a token needs to see and call it);
+    optionally ``output_schema``. The MCP package checks these when it loads the plugin.
+    """
+
+    def __init__(self, config: Mapping[str, object]) -> None: ...
+    def call(self, arguments: Mapping[str, object], claims: TokenClaims) -> Mapping[str, object]:
+        """Run the tool; returns a ``CallToolResult`` body: ``content`` (a list of content
+        blocks) and optionally ``structuredContent``. Raises ToolError for a reportable failure."""
+        ...
 
 
 def installed(group: str) -> list[str]:

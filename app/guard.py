@@ -60,10 +60,20 @@ def current_token() -> TokenClaims:
     return claims
 
 
-def authenticate(required_scopes: Iterable[str] = ()) -> TokenClaims:
-    """Verify the request's bearer token (once per request) and check ``required_scopes``."""
+Challenge = str | Callable[[], str] | None
+
+
+def authenticate(required_scopes: Iterable[str] = (), challenge: Challenge = None) -> TokenClaims:
+    """Verify the request's bearer token (once per request) and check ``required_scopes``.
+
+    A 401 names ``required_scopes`` in its ``scope=`` parameter, or ``challenge`` (a scope string
+    or a function returning one) when the route needs no particular scope, so that a client
+    learns from the 401 what to ask for (MCP authorization, scope selection).
+    """
     rs = _resource_server()
     needed = " ".join(required_scopes)
+    if not needed and challenge is not None:
+        needed = challenge() if callable(challenge) else challenge
     claims: TokenClaims | None = g.get("oauth_token")
     if claims is None:
         if "access_token" in request.args:
@@ -102,10 +112,11 @@ def authenticate(required_scopes: Iterable[str] = ()) -> TokenClaims:
     return claims
 
 
-def protect(blueprint: Blueprint, scopes: Iterable[str] = ()) -> Blueprint:
+def protect(blueprint: Blueprint, scopes: Iterable[str] = (), challenge: Challenge = None) -> Blueprint:
     """Require a valid bearer token (and ``scopes``) on every route of ``blueprint``.
 
-    ``OPTIONS`` passes so that CORS preflights work. Returns the blueprint.
+    ``OPTIONS`` passes so that CORS preflights work. ``challenge`` is the scope a 401 advertises
+    when ``scopes`` is empty (see ``authenticate``). Returns the blueprint.
     """
     needed = tuple(scopes)
 
@@ -113,7 +124,7 @@ def protect(blueprint: Blueprint, scopes: Iterable[str] = ()) -> Blueprint:
     def _guard() -> ResponseReturnValue | None:
         if request.method == "OPTIONS":
             return None
-        authenticate(needed)
+        authenticate(needed, challenge)
         return None
 
     return blueprint

@@ -6,4 +6,4 @@ from flask import Blueprint
 
 bp = Blueprint("oauth", __name__)
 
-from app.oauth import introspection, metadata, register, token  # noqa: E402,F401  (routes)
+from app.oauth import introspection, metadata, register, resource_metadata, token  # noqa: E402,F401  (routes)
