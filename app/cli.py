@@ -13,6 +13,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, FlaskGroup
 
+from app.cli_ops import grants_cli, prune_cmd
 from app.core import secrets
 from app.models import InitialAccessToken
 from app.state import oauth_state
@@ -24,6 +25,8 @@ iat_cli = AppGroup("iat", help="Initial access tokens for registering client_cre
 oauth_cli.add_command(client_cli)
 oauth_cli.add_command(keys_cli)
 oauth_cli.add_command(iat_cli)
+oauth_cli.add_command(grants_cli)
+oauth_cli.add_command(prune_cmd)
 
 
 def _echo_json(data: object) -> None:
@@ -103,7 +106,9 @@ def client_list() -> None:
 @click.argument("client_id")
 def client_delete(client_id: str) -> None:
     """Delete a client with its consents and refresh tokens."""
-    if not oauth_state().storage.delete_client(client_id):
+    from app import admin
+
+    if not admin.delete_client(oauth_state(), client_id, by="cli"):
         raise click.ClickException(f"no client {client_id}")
     click.echo(f"deleted {client_id}")
 

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Response
 from flask.typing import ResponseReturnValue
 
+from app import audit
 from app.core import secrets
 from app.errors import InvalidRequestError, InvalidTokenError
 from app.models import Client, RefreshToken, TokenClaims
@@ -107,10 +108,14 @@ def revoke() -> ResponseReturnValue:
         claims = _access_claims(state, token, verify_exp=False)
         if claims is not None and claims.client_id == caller.client_id and claims.exp > now - 60:
             state.token_store.revoke_jti(claims.jti, claims.exp + 60)
+            audit.event("token.revoked", client_id=caller.client_id, kind="access", jti=claims.jti)
     else:
         rt = state.token_store.get_refresh_token(secrets.token_hash(token))
         if rt is not None and rt.client_id == caller.client_id:
             # RFC 7009 §2.1: revoking a refresh token also ends the grant's access tokens.
-            state.token_store.revoke_family(rt.family_id, now)
+            hit = state.token_store.revoke_family(rt.family_id, now)
+            audit.event(
+                "token.revoked", client_id=caller.client_id, kind="refresh", family_id=rt.family_id, tokens=hit
+            )
     # RFC 7009 §2.2: 200 whether or not the token was known, so nothing can be probed.
     return Response(status=200, headers=NO_STORE)

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Response, request
 from flask.typing import ResponseReturnValue
 
+from app import admin, audit
 from app.core import secrets
 from app.errors import InvalidClientMetadataError, InvalidTokenError
 from app.models import CONFIDENTIAL_METHODS, Client
@@ -76,6 +77,13 @@ def new_client(
         last_used_at=now,
     )
     state.storage.save_client(client)
+    audit.event(
+        "client.registered",
+        client_id=client.client_id,
+        registered_by=registered_by,
+        grant_types=client.grant_types,
+        auth_method=client.auth_method,
+    )
     return client, secret, reg_token
 
 
@@ -160,6 +168,7 @@ def update_client(client_id: str) -> ResponseReturnValue:
         raise InvalidClientMetadataError("grant_types: client_credentials needs an initial access token")
     client.metadata = metadata
     state.storage.save_client(client)
+    audit.event("client.updated", client_id=client.client_id, grant_types=client.grant_types)
     return no_store_json(client_response(state, client))
 
 
@@ -167,5 +176,5 @@ def update_client(client_id: str) -> ResponseReturnValue:
 def delete_client(client_id: str) -> ResponseReturnValue:
     state = oauth_state()
     client = _managed_client(state, client_id)
-    state.storage.delete_client(client.client_id)
+    admin.delete_client(state, client.client_id, by="registration")
     return Response(status=204, headers={"Cache-Control": "no-store"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import request
 from flask.typing import ResponseReturnValue
 
+from app import audit
 from app.errors import InvalidRequestError, UnauthorizedClientError, UnsupportedGrantTypeError
 from app.oauth import bp
 from app.oauth.client_auth import authenticate_client
@@ -27,5 +28,11 @@ def issue_token() -> ResponseReturnValue:
     state.rate_limit("RATELIMIT_TOKEN", client.client_id)
     if grant_type not in client.grant_types:
         raise UnauthorizedClientError(f"this client is not registered for {grant_type}")
+    now = state.now()
+    if client.last_used_at < now - 3600:
+        # For `oauth prune --unused-days`; at most one write an hour per client, and before the
+        # grant so a storage failure here cannot follow a token that was already recorded.
+        state.storage.touch_client(client.client_id, now)
     body = grant.issue(TokenRequest(params=params, client=client, remote_addr=request.remote_addr or ""))
+    audit.token_issued(grant_type, body)
     return no_store_json(body)
