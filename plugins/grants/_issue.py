@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 from dataclasses import dataclass
 from typing import Any
 
+from app import audit
 from app.core import secrets
 from app.models import Client, RefreshToken
 from app.state import OAuthState
-
-audit = logging.getLogger("mcp_oauth.audit")
 
 # Revoked jtis are kept this long past the token's exp: the guard accepts tokens up to
 # app.tokens.LEEWAY seconds after exp, so the revocation must outlive that.
@@ -106,9 +104,7 @@ def revoke_family(state: OAuthState, family_id: str, now: int, *, reason: str, c
     state.token_store.revoke_jti(family_marker(family_id), now + MARKER_SECONDS)
     hit = state.token_store.revoke_family(family_id, now)
     # Ids only: never a token or a hash of one in the log.
-    audit.warning(
-        "event=family_revoked reason=%s client_id=%s family_id=%s tokens=%d", reason, client_id, family_id, hit
-    )
+    audit.event("family.revoked", reason=reason, client_id=client_id, family_id=family_id, tokens=hit)
 
 
 def family_revoked(state: OAuthState, family_id: str) -> bool:

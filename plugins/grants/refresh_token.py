@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from app import audit
 from app.core import refresh_crypto, secrets
 from app.core import scopes as scope_util
 from app.errors import InvalidGrantError, InvalidRequestError, InvalidScopeError, InvalidTargetError
@@ -86,6 +87,7 @@ class RefreshTokenGrant:
             if current is None or current.rotated_at is None:
                 raise InvalidGrantError("refresh token is unknown or revoked")
             return self._reuse(current, value, params, requested_scope, now, client.client_id)
+        audit.event("refresh.rotated", client_id=rt.client_id, sub=rt.subject, family_id=rt.family_id)
         return minted.body
 
     def _check_request(self, rt: RefreshToken, params: dict[str, str], requested: list[str]) -> str:
