@@ -42,6 +42,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         # One secret for every worker and restart: the first process to start stores it.
         app.config["SECRET_KEY"] = state.storage.set_setting_if_absent("secret_key", secrets.token_hex(32))
+    # Login session cookie: no script access, not sent on cross-site POSTs, HTTPS-only when the issuer is.
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=state.issuer.startswith("https://"),
+    )
     app.extensions[EXTENSION] = LocalResourceServer(
         resource=state.default_resource,
         resource_metadata_url=f"{state.issuer}/.well-known/oauth-protected-resource/mcp",
@@ -58,6 +64,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for alias, endpoint in (("/token", "oauth.issue_token"), ("/register", "oauth.register_client")):
         view = app.view_functions[endpoint]
         app.add_url_rule(alias, endpoint=f"alias{alias.replace('/', '_')}", view_func=view, methods=["POST"])
+    app.add_url_rule(
+        "/authorize",
+        endpoint="alias_authorize",
+        view_func=app.view_functions["oauth.authorize"],
+        methods=["GET", "POST"],
+    )
 
     health.init_app(app)
     metrics.init_app(app)

@@ -68,6 +68,8 @@ class Defaults:
     MCP_ALLOWED_ORIGINS: str = ""
     # Client ID Metadata Documents: allow private/loopback addresses (development only).
     OAUTH_CIMD_ALLOW_PRIVATE: bool = False
+    # Seconds a person stays signed in at the authorization endpoint before signing in again.
+    OAUTH_LOGIN_SESSION_TTL: int = 28800
     # Reverse proxies in front of the server whose X-Forwarded-For/-Proto/-Host are trusted
     # (werkzeug ProxyFix); 0 = none, so request.remote_addr is the TCP peer.
     OAUTH_TRUSTED_PROXIES: int = 0

@@ -6,4 +6,11 @@ from flask import Blueprint
 
 bp = Blueprint("oauth", __name__)
 
-from app.oauth import introspection, metadata, register, resource_metadata, token  # noqa: E402,F401  (routes)
+from app.oauth import (  # noqa: E402,F401  (routes)
+    authorize,
+    introspection,
+    metadata,
+    register,
+    resource_metadata,
+    token,
+)
