@@ -73,6 +73,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     health.init_app(app)
     metrics.init_app(app)
+    from app.cors import init_cors
+
+    init_cors(app)
 
     from app.cli import register_cli
 

@@ -54,9 +54,14 @@ def _resource_server() -> ResourceServer:
     return rs
 
 
+# Verified claims live in the WSGI environ: one request, one token. (``g`` belongs to the app
+# context, which a test harness may keep across several requests.)
+_CLAIMS = "mcp_oauth.token_claims"
+
+
 def current_token() -> TokenClaims:
     """The verified claims of the request's access token (inside a guarded view)."""
-    claims: TokenClaims = g.oauth_token
+    claims: TokenClaims = request.environ[_CLAIMS]
     return claims
 
 
@@ -74,7 +79,7 @@ def authenticate(required_scopes: Iterable[str] = (), challenge: Challenge = Non
     needed = " ".join(required_scopes)
     if not needed and challenge is not None:
         needed = challenge() if callable(challenge) else challenge
-    claims: TokenClaims | None = g.get("oauth_token")
+    claims: TokenClaims | None = request.environ.get(_CLAIMS)
     if claims is None:
         if "access_token" in request.args:
             raise BearerInvalidRequestError(
@@ -101,6 +106,7 @@ def authenticate(required_scopes: Iterable[str] = (), challenge: Challenge = Non
             e.resource_metadata = rs.resource_metadata_url
             e.scope = needed or None
             raise
+        request.environ[_CLAIMS] = claims
         g.oauth_token = claims
     missing = [s for s in required_scopes if s not in claims.scopes]
     if missing:

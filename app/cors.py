@@ -1,0 +1,65 @@
+"""CORS (flask-cors) for the routes browser-based MCP clients call, such as the MCP Inspector.
+
+Covered: the metadata documents, JWKS, token, registration (RFC 7591/7592), revocation,
+introspection and the MCP routes. Not covered, on purpose: the authorize, login and consent
+pages (a person's browser navigates to them; no script on another origin may read them).
+Credentials (cookies) are never allowed cross-origin: these routes authenticate with bearer
+tokens and client credentials, so ``Access-Control-Allow-Origin: *`` exposes nothing a
+cookie would. The MCP routes additionally refuse foreign ``Origin`` values themselves
+(DNS-rebinding protection), preflights included.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from flask import Flask
+from flask_cors import CORS
+
+ALLOW_HEADERS: list[str | re.Pattern[str]] = [
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "MCP-Protocol-Version",
+    "Mcp-Session-Id",
+    "Last-Event-ID",
+    # 2026-07-28 routing headers (and per-argument Mcp-Param-* headers).
+    "Mcp-Method",
+    "Mcp-Name",
+    re.compile(r"^mcp-param-[!#$%&'*+.^_`|~0-9a-z-]+$", re.IGNORECASE),
+]
+EXPOSE_HEADERS = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version", "Retry-After"]
+
+AS_PATHS = [
+    r"^/\.well-known/oauth-authorization-server(/.*)?$",
+    r"^/\.well-known/openid-configuration$",
+    r"^/\.well-known/oauth-protected-resource(/.*)?$",
+    r"^/\.well-known/jwks\.json$",
+    r"^/oauth/token$",
+    r"^/oauth/register(/[^/]+)?$",
+    r"^/oauth/revoke$",
+    r"^/oauth/introspect$",
+    # Root aliases for 2025-03-26 clients.
+    r"^/token$",
+    r"^/register$",
+]
+MCP_PATHS = [r"^/mcp$", r"^/mcp/.*$"]
+
+
+def init_cors(app: Flask, paths: Iterable[str] | None = None, max_age: int = 600) -> CORS:
+    """Enable CORS on ``paths`` (regexes matched against the request path).
+
+    By default: this server's metadata, JWKS, token, registration, revocation, introspection
+    and MCP routes. A worker passes its own list.
+    """
+    options = {
+        "origins": "*",
+        "methods": ["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        "allow_headers": ALLOW_HEADERS,
+        "expose_headers": EXPOSE_HEADERS,
+        "supports_credentials": False,
+        "max_age": max_age,
+    }
+    resources = {re.compile(path): options for path in (AS_PATHS + MCP_PATHS if paths is None else paths)}
+    return CORS(app, resources=resources)
