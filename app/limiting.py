@@ -6,7 +6,9 @@ outage into a full outage of the authorization server, while letting requests th
 length of the outage only loses throttling (client authentication, PKCE, single-use codes and
 rotation are still enforced by storage). Each failure is counted in
 ``mcp_oauth_rate_limiter_failures_total`` and logged, at most once per ``LOG_EVERY`` seconds per
-process so an outage does not flood the log.
+process so an outage does not flood the log. After a failure the backend is left alone for
+``BACKOFF`` seconds (requests pass unthrottled without waiting on it), so an unreachable Redis
+costs one timeout per process every few seconds, not one per request.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from app.contracts import RateLimiter, RateLimitResult
 log = logging.getLogger("mcp_oauth")
 
 LOG_EVERY = 30.0
+BACKOFF = 5.0
 
 
 class FailOpenLimiter:
@@ -29,6 +32,7 @@ class FailOpenLimiter:
         self.inner = inner
         self._last_log = 0.0
         self._suppressed = 0
+        self._skip_until = 0.0
         self._lock = threading.Lock()
 
     @classmethod
@@ -46,6 +50,7 @@ class FailOpenLimiter:
         metrics.RATE_LIMITER_FAILURES.inc()
         with self._lock:
             now = time.monotonic()
+            self._skip_until = now + BACKOFF
             if now - self._last_log < LOG_EVERY:
                 self._suppressed += 1
                 return RateLimitResult(True)
@@ -58,19 +63,28 @@ class FailOpenLimiter:
         )
         return RateLimitResult(True)
 
+    def _skipping(self) -> bool:
+        return time.monotonic() < self._skip_until
+
     def hit(self, limit: str, *key: str) -> RateLimitResult:
+        if self._skipping():
+            return RateLimitResult(True)
         try:
             return self.inner.hit(limit, *key)
         except Exception as e:
             return self._failed("hit", e)
 
     def test(self, limit: str, *key: str) -> RateLimitResult:
+        if self._skipping():
+            return RateLimitResult(True)
         try:
             return self.inner.test(limit, *key)
         except Exception as e:
             return self._failed("test", e)
 
     def clear(self, limit: str, *key: str) -> None:
+        if self._skipping():
+            return
         try:
             self.inner.clear(limit, *key)
         except Exception as e:

@@ -1,13 +1,16 @@
 """Rate limiting on the ``limits`` library: moving-window counters in memory or Redis.
 
 ``memory://`` counts per process (tests, one worker); ``redis://`` shares the counts across
-workers and instances.
+workers and instances. A ``key_prefix`` query parameter (default ``LIMITS``) namespaces the
+counters in Redis; other query parameters go to redis-py.
 """
 
 from __future__ import annotations
 
 import time
 from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
@@ -21,12 +24,37 @@ def _item(limit: str) -> RateLimitItem:
     return parse(limit)
 
 
+def _redis_options(url: str) -> tuple[str, dict[str, Any]]:
+    """Split ``key_prefix`` off a Redis URL and add quick-failure defaults: when Redis is down the
+    core lets requests through (app/limiting.py), and it should learn that without waiting."""
+    from redis.backoff import ExponentialBackoff  # the redis extra; memory:// does without
+    from redis.retry import Retry
+
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options: dict[str, Any] = {
+        "socket_timeout": 1.0,
+        "socket_connect_timeout": 1.0,
+        "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
+    }
+    rest = []
+    for name, value in query:
+        if name == "key_prefix":
+            options["key_prefix"] = value
+        else:
+            rest.append((name, value))
+    return urlunsplit(parts._replace(query=urlencode(rest))), options
+
+
 class LimitsRateLimiter:
     """Moving-window rate limiter; ``limit`` strings use the limits syntax (``10/minute``)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.storage = storage_from_string(url)
+        options: dict[str, Any] = {}
+        if url.startswith(("redis://", "rediss://", "redis+unix://")):
+            url, options = _redis_options(url)
+        self.storage = storage_from_string(url, **options)
         self.strategy = MovingWindowRateLimiter(self.storage)
 
     @classmethod

@@ -32,6 +32,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from app.models import AuthorizationCode, RefreshToken
 
@@ -188,10 +190,17 @@ class RedisTokenStore:
     def from_url(cls, url: str, options: Mapping[str, object]) -> RedisTokenStore:
         """Open a pool (redis-py reconnects after fork by itself, so each worker gets its own).
 
-        Short socket timeouts make an outage a quick 503 rather than a hung worker.
+        Short socket timeouts and retries make an outage a quick 503 rather than a hung worker.
         """
         real, prefix = split_url(url)
-        kwargs: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, "health_check_interval": 30}
+        kwargs: dict[str, Any] = {
+            "socket_timeout": 2.0,
+            "socket_connect_timeout": 2.0,
+            "health_check_interval": 30,
+            # redis-py's default retries back off for seconds; two quick retries ride out a
+            # blip (a failover, a dropped connection) and an outage still answers 503 at once.
+            "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        }
         for name in ("socket_timeout", "socket_connect_timeout"):
             if name in options:
                 kwargs[name] = float(str(options[name]))
