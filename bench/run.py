@@ -206,6 +206,18 @@ def _introspect(fx: Fixture) -> Request:
     )
 
 
+def _code_exchange(fx: Fixture) -> Request:
+    from bench import grants
+
+    return Request("POST", "/oauth/token", {"Content-Type": FORM}, pool=lambda n: grants.code_pool(fx, n))
+
+
+def _refresh(fx: Fixture) -> Request:
+    from bench import grants
+
+    return Request("POST", "/oauth/token", {"Content-Type": FORM}, pool=lambda n: grants.refresh_pool(fx, n))
+
+
 SERVERS: dict[str, ServerSpec] = {
     s.name: s
     for s in [
@@ -219,6 +231,8 @@ TARGETS: list[Target] = [
     Target("token_cc", "client_credentials token issue (sqlite)", "sqlite", _token_cc, goal=0.50),
     Target("whoami", "protected route, JWT validated (GET /mcp/whoami)", "sqlite", _whoami, goal=0.70),
     Target("introspect", "introspection of an access token (sqlite)", "sqlite", _introspect, issue=6),
+    Target("code_exchange", "authorization_code exchange, PKCE (sqlite)", "sqlite", _code_exchange, issue=3),
+    Target("refresh", "refresh_token grant with rotation (sqlite)", "sqlite", _refresh, issue=3),
 ]
 
 
