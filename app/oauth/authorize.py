@@ -249,8 +249,7 @@ def _load_client(state: OAuthState, client_id: str) -> Client:
     if client is None:
         raise ErrorPage(
             "Unknown application",
-            "The application that sent you here is not registered with this server. "
-            "It may need to register again.",
+            "The application that sent you here is not registered with this server. It may need to register again.",
             code="invalid_client",
         )
     return client
@@ -647,4 +646,3 @@ def _sentence(text: str) -> str:
         return text
     text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
-
