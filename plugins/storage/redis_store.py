@@ -10,10 +10,12 @@ Layout (``<p>`` is the prefix; hashes are the raw 32-byte SHA-256 digests, never
 ``<p>rt:<hash>``     hash: one refresh token (fields f c s sc r i e, plus ro / sb once rotated)
 ``<p>code:<hash>``   hash: one authorization code (fields c ru cc sc r s f e at u)
 ``<p>jti:<jti>``     string: a revoked access token, until the token would have expired
-``<p>fam:<family>``  set: every refresh-token hash of a family (for revoke_family)
-``<p>fj:<family>``   hash: jti -> exp of the family's access tokens
-``<p>fc:<family>``   string: the hash of the code that started the family
-``<p>sub:<subject>`` / ``<p>cli:<client_id>``  sets of family ids (for list_families)
+``<p>fam:<family>``  hash: what revoke_family must reach: ``t<hash>`` per refresh token,
+                     ``j<jti>`` -> exp per access token, ``c`` -> the hash of its code
+``<p>sub:<subject>`` / ``<p>cli:<client_id>``  hashes whose fields are family ids (list_families)
+
+Hashes rather than sets: Redis keeps small hashes as compact listpacks, while (before 7.2) a
+set of strings is always a full hash table, several times larger per member.
 
 Every key carries a TTL (``EXPIREAT`` the latest expiry of what it holds; codes are kept an
 hour past expiry so a replay is still recognised, as in the SQL store), so Redis prunes by
@@ -62,18 +64,18 @@ redis.call('HSET', KEYS[1], 'f', ARGV[2], 'c', ARGV[3], 's', ARGV[4], 'sc', ARGV
 if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'ro', ARGV[10]) end
 if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'sb', ARGV[11]) end
 redis.call('EXPIREAT', KEYS[1], exp)
-redis.call('SADD', KEYS[2], ARGV[9])
+redis.call('HSET', KEYS[2], 't' .. ARGV[9], '')
 extend(KEYS[2], exp)
-redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[2], '')
 extend(KEYS[3], exp)
-redis.call('SADD', KEYS[4], ARGV[2])
+redis.call('HSET', KEYS[4], ARGV[2], '')
 extend(KEYS[4], exp)
 return 1
 """
 
 # KEYS: old rt, new rt, fam, sub, cli.  ARGV: now, family, c s sc r i e (of the new token), new hash,
-# successor blob or ''
-# Returns 1 when this call rotated the token, 0 when it was unknown or already rotated.
+# successor blob or ''.  Returns 1 when this call rotated the token, 0 when it was unknown or
+# already rotated.
 _ROTATE = _EXTEND + """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'ro') == 1 then
   return 0
@@ -84,21 +86,22 @@ local exp = tonumber(ARGV[8])
 redis.call('HSET', KEYS[2], 'f', ARGV[2], 'c', ARGV[3], 's', ARGV[4], 'sc', ARGV[5], 'r', ARGV[6],
            'i', ARGV[7], 'e', ARGV[8])
 redis.call('EXPIREAT', KEYS[2], exp)
-redis.call('SADD', KEYS[3], ARGV[9])
+redis.call('HSET', KEYS[3], 't' .. ARGV[9], '')
 extend(KEYS[3], exp)
-redis.call('SADD', KEYS[4], ARGV[2])
+redis.call('HSET', KEYS[4], ARGV[2], '')
 extend(KEYS[4], exp)
-redis.call('SADD', KEYS[5], ARGV[2])
+redis.call('HSET', KEYS[5], ARGV[2], '')
 extend(KEYS[5], exp)
 return 1
 """
 
-# KEYS: code, fc.  ARGV: now, keep_until, code hash, c ru cc sc r s f e at
-_SAVE_CODE = """
+# KEYS: code, fam.  ARGV: now, keep_until, code hash, c ru cc sc r s f e at
+_SAVE_CODE = _EXTEND + """
 redis.call('HSET', KEYS[1], 'c', ARGV[4], 'ru', ARGV[5], 'cc', ARGV[6], 'sc', ARGV[7], 'r', ARGV[8],
            's', ARGV[9], 'f', ARGV[10], 'e', ARGV[11], 'at', ARGV[12], 'u', '0')
 redis.call('EXPIREAT', KEYS[1], ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3], 'EXAT', ARGV[2])
+redis.call('HSET', KEYS[2], 'c', ARGV[3])
+extend(KEYS[2], tonumber(ARGV[2]))
 return 1
 """
 
@@ -120,35 +123,35 @@ end
 return 1
 """
 
-# KEYS: fj.  ARGV: now, jti, exp
+# KEYS: fam.  ARGV: now, jti, exp
 _ADD_FAMILY_JTI = _EXTEND + """
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[1], 'j' .. ARGV[2], ARGV[3])
 extend(KEYS[1], tonumber(ARGV[3]))
 return 1
 """
 
-# KEYS: fam, fj, fc.  ARGV: now, prefix.  Deletes the family's refresh tokens, revokes its
-# access tokens, marks its code used; returns how many tokens it hit.
+# KEYS: fam.  ARGV: now, prefix.  Deletes the family's refresh tokens, revokes its access
+# tokens, marks its code used; returns how many tokens it hit.
 _REVOKE_FAMILY = """
 local now = tonumber(ARGV[1])
 local n = 0
-for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  n = n + redis.call('DEL', ARGV[2] .. 'rt:' .. h)
-end
-local jtis = redis.call('HGETALL', KEYS[2])
-for i = 1, #jtis, 2 do
-  local exp = tonumber(jtis[i + 1])
-  if exp > now then
-    redis.call('SET', ARGV[2] .. 'jti:' .. jtis[i], '1', 'EXAT', exp)
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local kind, rest = string.sub(fields[i], 1, 1), string.sub(fields[i], 2)
+  if kind == 't' then
+    n = n + redis.call('DEL', ARGV[2] .. 'rt:' .. rest)
+  elseif kind == 'j' then
+    local exp = tonumber(fields[i + 1])
+    if exp > now then
+      redis.call('SET', ARGV[2] .. 'jti:' .. rest, '1', 'EXAT', exp)
+    end
+    n = n + 1
+  elseif fields[i] == 'c' then
+    local ck = ARGV[2] .. 'code:' .. fields[i + 1]
+    if redis.call('EXISTS', ck) == 1 then redis.call('HSET', ck, 'u', '1') end
   end
-  n = n + 1
 end
-local code = redis.call('GET', KEYS[3])
-if code then
-  local ck = ARGV[2] .. 'code:' .. code
-  if redis.call('EXISTS', ck) == 1 then redis.call('HSET', ck, 'u', '1') end
-end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1])
 return n
 """
 
@@ -229,7 +232,7 @@ class RedisTokenStore:
 
     def save_code(self, code: AuthorizationCode) -> None:
         self._save_code(
-            keys=[self._key("code", code.code_hash), self._key("fc", code.family_id)],
+            keys=[self._key("code", code.code_hash), self._key("fam", code.family_id)],
             args=[
                 _now(),
                 code.expires_at + CODE_KEEP_SECONDS,
@@ -311,11 +314,10 @@ class RedisTokenStore:
         return bool(won)
 
     def add_family_jti(self, family_id: str, jti: str, expires_at: int) -> None:
-        self._add_family_jti(keys=[self._key("fj", family_id)], args=[_now(), jti, expires_at])
+        self._add_family_jti(keys=[self._key("fam", family_id)], args=[_now(), jti, expires_at])
 
     def revoke_family(self, family_id: str, now: int) -> int:
-        keys = [self._key("fam", family_id), self._key("fj", family_id), self._key("fc", family_id)]
-        return int(self._revoke_family(keys=keys, args=[now, self._p]))
+        return int(self._revoke_family(keys=[self._key("fam", family_id)], args=[now, self._p]))
 
     def list_families(self, *, subject: str | None = None, client_id: str | None = None) -> list[RefreshToken]:
         """The live (unrotated, unexpired) refresh token of each matching family, oldest first.
@@ -328,16 +330,17 @@ class RedisTokenStore:
         if client_id is not None:
             index_keys.append(self._key("cli", client_id))
         if index_keys:
-            families = self.client.sinter(index_keys)
+            found = [set(self.client.hkeys(k)) for k in index_keys]
+            families = set.intersection(*found)
         else:
             start = len(self._key("fam", b""))
             families = {k[start:] for k in self.client.scan_iter(match=self._key("fam", b"*"), count=500)}
         out: list[RefreshToken] = []
         for fam in sorted(families):
-            hashes = list(self.client.smembers(self._key("fam", fam)))
+            hashes = [f[1:] for f in self.client.hkeys(self._key("fam", fam)) if f[:1] == b"t"]
             if not hashes:
                 for key in index_keys:
-                    self.client.srem(key, fam)
+                    self.client.hdel(key, fam)
                 continue
             pipe = self.client.pipeline(transaction=False)
             for h in hashes:
