@@ -106,9 +106,7 @@ class MCPServer:
         if not self.policy.host_allowed(request.headers.get("Host")):
             return _json(p.error_response(None, p.RpcError(p.INVALID_REQUEST, "Forbidden: Host is not allowed")), 403)
         if not self.policy.origin_allowed(request.headers.get("Origin")):
-            return _json(
-                p.error_response(None, p.RpcError(p.INVALID_REQUEST, "Forbidden: Origin is not allowed")), 403
-            )
+            return _json(p.error_response(None, p.RpcError(p.INVALID_REQUEST, "Forbidden: Origin is not allowed")), 403)
         return None
 
     def handle_post(self) -> Response:
