@@ -14,6 +14,7 @@ from flask import Flask
 from flask.cli import AppGroup, FlaskGroup
 
 from app.cli_ops import grants_cli, prune_cmd
+from app.cli_users import consent_cli, user_cli
 from app.core import secrets
 from app.models import InitialAccessToken
 from app.state import oauth_state
@@ -27,6 +28,8 @@ oauth_cli.add_command(keys_cli)
 oauth_cli.add_command(iat_cli)
 oauth_cli.add_command(grants_cli)
 oauth_cli.add_command(prune_cmd)
+oauth_cli.add_command(user_cli)
+oauth_cli.add_command(consent_cli)
 
 
 def _echo_json(data: object) -> None:
