@@ -83,6 +83,8 @@ def start_gunicorn(
     """Start gunicorn on 127.0.0.1 (after ``oauth init`` unless ``init=False``)."""
     port = port or free_port()
     full_env = server_env(env, port)
+    # Each server its own metrics directory: gunicorn.conf.py wipes it at start.
+    full_env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(log_dir / f"prometheus-{port}"))
     if init and app == "wsgi:app":
         flask_cli(["init"], env, port)
     log_path = log_dir / f"gunicorn-{port}.log"
