@@ -23,6 +23,9 @@ def problem(uri: str) -> str | None:
         return "is longer than 2000 characters"
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in uri):
         return "contains spaces or control characters"
+    if not uri.isascii():
+        # RFC 3986 URIs are ASCII; the URI ends up in a Location header (percent-encode the rest).
+        return "must be ASCII (percent-encode other characters)"
     if "#" in uri:
         return "must not contain a fragment"
     try:

@@ -77,7 +77,27 @@ def json_object() -> dict[str, Any]:
         raise InvalidRequestError("request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("request body must be a JSON object")
+    if _has_lone_surrogate(data):
+        # "\ud800" is valid JSON but no Unicode text: it would fail later, when a page or a
+        # header has to encode it, far from here (RFC 8259 §8.2).
+        raise InvalidRequestError("request body contains an unpaired UTF-16 surrogate escape")
     return data
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    # Iterative: the body may nest as deeply as the JSON parser allows.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= c <= "\udfff" for c in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _reject_constant(name: str) -> Any:

@@ -153,7 +153,7 @@ def update_client(client_id: str) -> ResponseReturnValue:
     body = json_object()
     if body.get("client_id") != client.client_id:
         raise InvalidClientMetadataError("client_id: must equal the client being updated (RFC 7592 §2.2)")
-    if "client_secret" in body and not secrets.matches(str(body["client_secret"]), client.secret_hash):
+    if body.get("client_secret") is not None and not secrets.matches(str(body["client_secret"]), client.secret_hash):
         raise InvalidClientMetadataError("client_secret: does not match the current secret")
     metadata = validate_metadata(state, body)
     if (metadata["token_endpoint_auth_method"] == "none") != client.is_public:

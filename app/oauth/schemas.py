@@ -9,7 +9,17 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+    validates,
+    validates_schema,
+)
 
 from app.core import redirects
 from app.core import scopes as scope_util
@@ -18,7 +28,15 @@ AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_text = {"validate": validate.Length(max=1000)}
+
+
+def _plain_text(value: str) -> None:
+    """No control or bidirectional-override characters: these values end up on pages and in logs."""
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in _BIDI_CONTROLS for c in value):
+        raise ValidationError("must not contain control or bidirectional-override characters")
+
+
+_text = {"validate": [validate.Length(max=1000), _plain_text]}
 
 
 def _https_or_loopback(value: str) -> None:
@@ -75,8 +93,15 @@ class ClientMetadataSchema(Schema):
 
     @validates("client_name")
     def _name(self, value: str, **kwargs: Any) -> None:
-        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in _BIDI_CONTROLS for c in value):
-            raise ValidationError("must not contain control or bidirectional-override characters")
+        _plain_text(value)
+
+    @pre_load
+    def _null_is_absent(self, data: Any, **kwargs: Any) -> Any:
+        # RFC 7592 §2.2 treats omitted fields as null; treat a null as omitted, the same thing
+        # said the other way round (some client libraries serialise unset fields as null).
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
     @validates_schema
     def _consistent(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -116,6 +116,18 @@ def test_unknown_metadata_is_ignored(client: FlaskClient, state: OAuthState) -> 
     assert stored is not None and "frobnicate" not in stored.metadata
 
 
+@pytest.mark.parametrize("field", ["scope", "client_name", "token_endpoint_auth_method", "client_uri", "contacts"])
+def test_null_means_absent(client: FlaskClient, state: OAuthState, field: str) -> None:
+    # Some client libraries serialise unset optional fields as null.
+    body = assert_no_store_json(register(client, {**NATIVE, field: None}))
+    if field == "scope":
+        assert body["scope"] == " ".join(state.default_scopes)
+    elif field == "token_endpoint_auth_method":
+        assert body[field] == "client_secret_basic"
+    else:
+        assert field not in body
+
+
 def test_every_registered_field_is_echoed(client: FlaskClient) -> None:
     payload = {
         "redirect_uris": [CALLBACK, "https://app.example.com/cb", "com.example.app:/cb"],
@@ -195,6 +207,9 @@ INVALID = [
     ({**NATIVE, "scope": "mcp:tools\nmcp:resources"}, "invalid_client_metadata", "scope"),
     ({**NATIVE, "software_id": "x" * 1001}, "invalid_client_metadata", "software_id"),
     ({**NATIVE, "software_version": 2}, "invalid_client_metadata", "software_version"),
+    ({**NATIVE, "software_id": "id\u202e"}, "invalid_client_metadata", "software_id"),
+    ({**NATIVE, "contacts": ["ops@example.com\x00"]}, "invalid_client_metadata", "contacts"),
+    ({"redirect_uris": ["https://\u00e9xample.com/cb"]}, "invalid_redirect_uri", "ASCII"),
     (
         {"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"},
         "invalid_client_metadata",

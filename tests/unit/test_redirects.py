@@ -17,6 +17,7 @@ from app.core import redirects
         "HTTP://127.0.0.1/cb",  # the scheme is case-insensitive
         "https://app.example.com/oauth/callback",
         "https://app.example.com:8443/cb?tenant=1",  # a query is allowed, compared exactly
+        "https://xn--xample-9ua.com/caf%C3%A9",  # punycode host, percent-encoded path
         "https://claude.ai/api/mcp/auth_callback",
         "com.example.app:/oauth2redirect",  # private-use scheme (RFC 8252 §7.1)
         "vscode://vscode.github-authentication/did-authenticate",
@@ -56,6 +57,9 @@ def test_registrable(uri: str) -> None:
         ("https://app.example.com/\x00", "spaces or control"),
         ("https://app.example.com/\x7f", "spaces or control"),
         ("com.example.app:", "path after the scheme"),
+        ("https://\u00e9xample.com/cb", "ASCII"),  # an IRI, not a URI: percent-encode or punycode it
+        ("http://127.0.0.1/caf\u00e9", "ASCII"),
+        ("http://127.0.0.1/\ud800", "ASCII"),
         ("1app:/cb", "absolute"),  # a scheme starts with a letter
         ("https://app.example.com/" + "a" * 2000, "longer than 2000"),
     ],
