@@ -5,7 +5,8 @@ With the grace window off (the default), every loser of a refresh race is a pres
 just-rotated token, which RFC 9700 §4.14.2 treats as theft: the family is revoked, the winner's
 fresh pair included. With the grace window on, every loser gets the winner's pair. Both are
 tested in-process (threads against the Flask app, SQLite and memory storage) and across
-processes (threads against gunicorn with two workers on one SQLite file).
+processes (threads against gunicorn with two workers on one SQLite file). The in-process tests
+also run on PostgreSQL and on Redis (short-lived data) when those servers are reachable.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from flask import Flask
 
 from app import create_app
 from tests.conftest import base_config
+from tests.support.backends import postgres_schema, redis_prefix
 from tests.support.grants import REDIRECT, IssuedCode, store_code
 from tests.support.servers import Server, start_gunicorn
 
@@ -79,18 +81,35 @@ def register_public(state: Any) -> str:
 # -- in-process: threads against the Flask app ---------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/oauth.sqlite3" if request.param == "sqlite" else "memory://"
+@pytest.fixture(
+    params=[
+        "sqlite",
+        "memory",
+        pytest.param("postgresql", marks=[pytest.mark.service, pytest.mark.postgresql]),
+        pytest.param("sqlite+redis", marks=[pytest.mark.service, pytest.mark.redis]),
+    ]
+)
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Storage settings: SQLite, memory, PostgreSQL, or SQLite with short-lived data in Redis."""
+    if request.param == "sqlite":
+        yield {"OAUTH_STORAGE_URL": f"sqlite:///{tmp_path}/oauth.sqlite3"}
+    elif request.param == "memory":
+        yield {"OAUTH_STORAGE_URL": "memory://"}
+    elif request.param == "postgresql":
+        with postgres_schema() as url:
+            yield {"OAUTH_STORAGE_URL": url}
+    else:
+        with redis_prefix() as url:
+            yield {"OAUTH_STORAGE_URL": f"sqlite:///{tmp_path}/oauth.sqlite3", "OAUTH_TOKEN_STORAGE_URL": url}
 
 
-def make_app(tmp_path: Path, storage_url: str, grace: int) -> Flask:
-    return create_app(base_config(tmp_path, OAUTH_STORAGE_URL=storage_url, OAUTH_REFRESH_GRACE_SECONDS=grace))
+def make_app(tmp_path: Path, storage: dict[str, str], grace: int) -> Flask:
+    return create_app(base_config(tmp_path, **storage, OAUTH_REFRESH_GRACE_SECONDS=grace))
 
 
 @pytest.fixture
-def flask_app(tmp_path: Path, storage_url: str, request: pytest.FixtureRequest) -> Iterator[Flask]:
-    app = make_app(tmp_path, storage_url, getattr(request, "param", 0))
+def flask_app(tmp_path: Path, storage: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Flask]:
+    app = make_app(tmp_path, storage, getattr(request, "param", 0))
     yield app
     app.extensions["mcp_oauth"].close()
 
@@ -134,12 +153,12 @@ def test_concurrent_refreshes_one_winner_and_the_family_is_revoked(flask_app: Fl
 
 @pytest.mark.parametrize("grace", [0, 30])
 def test_only_one_of_many_simultaneous_rotations_wins(
-    tmp_path: Path, storage_url: str, grace: int, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, storage: dict[str, str], grace: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every racer reads the token while it is still current (held at a barrier right after the
     read), so all of them reach the atomic rotation: exactly one may succeed there."""
     n = 8
-    app = make_app(tmp_path, storage_url, grace)
+    app = make_app(tmp_path, storage, grace)
     try:
         state = app.extensions["mcp_oauth"]
         cid, pair = first_pair(app)
