@@ -1,0 +1,1 @@
+"""The worker example: an MCP resource server on another port or machine."""
