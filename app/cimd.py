@@ -218,6 +218,7 @@ class MetadataFetcher:
         conn = http.client.HTTPSConnection(host, port, context=self.ssl_context)
         conn.sock = sock  # already connected to the checked address; http.client will not reconnect
         target = parts.path + (f"?{parts.query}" if parts.query else "")
+        response: http.client.HTTPResponse | None = None
         try:
             conn.request(
                 "GET",
@@ -256,6 +257,9 @@ class MetadataFetcher:
         except (http.client.HTTPException, OSError):
             raise MetadataDocumentError(f"{host} sent a malformed HTTP response") from None
         finally:
+            # The response owns the socket once the server said Connection: close; close both.
+            if response is not None:
+                response.close()
             conn.close()
         try:
             text = bytes(body).decode("utf-8")
