@@ -28,6 +28,7 @@ def public_client(fx: Fixture) -> str:
     """A public MCP client (PKCE only), registered as the Python SDK registers: its client_id."""
 
     def make() -> str:
+        from app.models import User
         from app.oauth.register import new_client, validate_metadata
 
         body = {
@@ -39,6 +40,8 @@ def public_client(fx: Fixture) -> str:
         }
         with fx.app.app_context():
             client, _, _ = new_client(fx.state, validate_metadata(fx.state, body), registered_by="cli")
+        # The refresh grant checks that the person still exists and may sign in.
+        fx.state.storage.save_user(User(username=SUBJECT, password_hash="$argon2id$unused", created_at=0))
         return client.client_id
 
     return fx.once("public_client", make)  # type: ignore[no-any-return]

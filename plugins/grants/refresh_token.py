@@ -62,6 +62,12 @@ class RefreshTokenGrant:
         if rt.expires_at <= now:
             raise InvalidGrantError("refresh token has expired")
         scope = self._check_request(rt, params, requested_scope)
+        authenticator = state.extras.get("authenticator")
+        if authenticator is not None and authenticator.session_marker(rt.subject) is None:
+            # The person was deleted or disabled: what they authorized ends with them, instead
+            # of rotating on for the refresh token's lifetime.
+            revoke_family(state, rt.family_id, now, reason="subject_disabled", client_id=client.client_id)
+            raise InvalidGrantError("the person this grant was made by can no longer sign in")
 
         minted = mint_pair(
             state,

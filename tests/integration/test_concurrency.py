@@ -23,7 +23,7 @@ from flask import Flask
 from app import create_app
 from tests.conftest import base_config
 from tests.support.backends import postgres_schema, redis_prefix
-from tests.support.grants import REDIRECT, IssuedCode, store_code
+from tests.support.grants import REDIRECT, IssuedCode, add_person, store_code
 from tests.support.servers import Server, start_gunicorn
 
 
@@ -75,6 +75,7 @@ def register_public(state: Any) -> str:
         },
     )
     client, _, _ = new_client(state, meta, registered_by="cli")
+    add_person(state.storage, "alice")
     return client.client_id
 
 

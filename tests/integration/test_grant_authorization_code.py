@@ -15,7 +15,7 @@ from app import create_app
 from app.core import secrets
 from app.models import Client
 from tests.conftest import base_config
-from tests.support.grants import MCP_RESOURCE, REDIRECT, new_verifier, s256, store_code
+from tests.support.grants import MCP_RESOURCE, REDIRECT, add_person, new_verifier, s256, store_code
 
 OTHER_RESOURCE = "https://worker.example.com/mcp"
 
@@ -23,6 +23,12 @@ OTHER_RESOURCE = "https://worker.example.com/mcp"
 @pytest.fixture
 def app_config(tmp_path: Any) -> dict[str, Any]:
     return base_config(tmp_path, OAUTH_RESOURCES=OTHER_RESOURCE)
+
+
+@pytest.fixture(autouse=True)
+def alice(state: Any) -> None:
+    """The person the codes in these tests were issued for."""
+    add_person(state.storage, "alice")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from flask import g
 
 from app.core import secrets
 from tests.conftest import base_config
-from tests.support.grants import MCP_RESOURCE, REDIRECT, store_code
+from tests.support.grants import MCP_RESOURCE, REDIRECT, add_person, store_code
 
 OTHER_RESOURCE = "https://worker.example.com/mcp"
 TTL = 604800
@@ -21,6 +21,12 @@ TTL = 604800
 @pytest.fixture
 def app_config(tmp_path: Any) -> dict[str, Any]:
     return base_config(tmp_path, OAUTH_RESOURCES=OTHER_RESOURCE)
+
+
+@pytest.fixture(autouse=True)
+def alice(state: Any) -> None:
+    """The person the codes in these tests were issued for."""
+    add_person(state.storage, "alice")
 
 
 @pytest.fixture
@@ -186,6 +192,23 @@ def test_expired_refresh_token_is_refused(
     r = refresh(client, public_id, first["refresh_token"])
     assert_error(r, 400, "invalid_grant")
     assert "expired" in r.json["error_description"]
+
+
+@pytest.mark.parametrize("change", ["disabled", "deleted"])
+def test_refresh_ends_when_the_person_can_no_longer_sign_in(
+    client: Any, state: Any, public_id: str, first: dict[str, Any], change: str
+) -> None:
+    if change == "disabled":
+        add_person(state.storage, "alice", disabled=True)
+    else:
+        assert state.storage.delete_user("alice")
+    r = refresh(client, public_id, first["refresh_token"])
+    assert_error(r, 400, "invalid_grant")
+    assert "can no longer sign in" in r.json["error_description"]
+    # The grant is over, not just paused: the family's tokens are revoked.
+    assert not works(client, first["access_token"])
+    add_person(state.storage, "alice")
+    assert_error(refresh(client, public_id, first["refresh_token"]), 400, "invalid_grant")
 
 
 def test_missing_refresh_token_is_invalid_request(client: Any, public_id: str) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core import secrets
-from app.models import AuthorizationCode
+from app.models import AuthorizationCode, User
 
 ISSUER = "http://127.0.0.1:8000"
 MCP_RESOURCE = ISSUER + "/mcp"
@@ -47,6 +47,12 @@ class IssuedCode:
         }
         base.update(overrides)
         return {k: v for k, v in base.items() if v is not None}
+
+
+def add_person(storage: Any, username: str = "alice", *, disabled: bool = False) -> None:
+    """A person in the local user store, as ``oauth user create`` makes one (the password hash is
+    never checked by the token endpoint, so a placeholder stands in for it)."""
+    storage.save_user(User(username=username, password_hash="$argon2id$placeholder", created_at=0, disabled=disabled))
 
 
 def store_code(
