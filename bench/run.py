@@ -247,7 +247,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def base_env(spec: ServerSpec, port: int, workdir: Path) -> dict[str, str]:
+def base_env(spec: ServerSpec, port: int, workdir: Path, extra: list[str] | None = None) -> dict[str, str]:
     """The environment of one server: same gunicorn settings for all, storage in ``workdir``."""
     env = {
         "OAUTH_ISSUER": f"http://127.0.0.1:{port}",
@@ -257,6 +257,12 @@ def base_env(spec: ServerSpec, port: int, workdir: Path) -> dict[str, str]:
         "RATELIMIT_TOKEN": HIGH_LIMIT,
     }
     env.update(spec.env)
+    if spec.oauth:
+        for item in extra or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--env wants KEY=VALUE, not {item!r}")
+            env[key] = value
     return env
 
 
@@ -307,7 +313,7 @@ class Running:
         self.fixture.close()
 
 
-def gunicorn_env(env: Mapping[str, str], args: argparse.Namespace) -> dict[str, str]:
+def gunicorn_env(env: Mapping[str, str], args: argparse.Namespace, metrics_dir: Path) -> dict[str, str]:
     out = {k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_", "FLASK_", "MCP_", "RATELIMIT_"))}
     out.update(env)
     out.update(
@@ -318,6 +324,8 @@ def gunicorn_env(env: Mapping[str, str], args: argparse.Namespace) -> dict[str, 
             "WEB_CONCURRENCY": str(args.workers),
             "GUNICORN_WORKER_CLASS": args.worker_class,
             "GUNICORN_THREADS": str(args.gthreads if args.worker_class == "gthread" else 1),
+            # One Prometheus multiprocess directory per gunicorn (gunicorn.conf.py wipes it at start).
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         }
     )
     return out
@@ -325,7 +333,7 @@ def gunicorn_env(env: Mapping[str, str], args: argparse.Namespace) -> dict[str, 
 
 def start_server(spec: ServerSpec, workdir: Path, args: argparse.Namespace) -> Running:
     port = free_port()
-    env = base_env(spec, port, workdir)
+    env = base_env(spec, port, workdir, args.env)
     url = f"http://127.0.0.1:{port}"
     fixture = Fixture(spec, env, url)
     if spec.oauth:
@@ -335,7 +343,7 @@ def start_server(spec: ServerSpec, workdir: Path, args: argparse.Namespace) -> R
         proc = subprocess.Popen(
             [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}", spec.app],
             cwd=ROOT,
-            env=gunicorn_env(env, args),
+            env=gunicorn_env(env, args, workdir / f"prometheus-{spec.name}"),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -389,7 +397,9 @@ def write_pool(prep: Prepared, n: int, threads: int, workdir: Path) -> str:
     return str(prefix)
 
 
-def run_wrk(prep: Prepared, duration: float, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def run_wrk(
+    prep: Prepared, duration: float, args: argparse.Namespace, workdir: Path, profile: Path | None = None
+) -> dict[str, Any]:
     req = prep.request
     env = dict(os.environ)
     env["BENCH_METHOD"] = req.method
@@ -418,7 +428,11 @@ def run_wrk(prep: Prepared, duration: float, args: argparse.Namespace, workdir: 
         str(script),
         prep.server.url + req.path,
     ]
+    spy = start_profiler(prep.server, duration, profile) if profile is not None else None
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
+    if spy is not None and profile is not None:
+        spy.wait(30)
+        summarise_profile(profile)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed for {prep.target.name}: {out.stdout[-2000:]} {out.stderr[-2000:]}")
@@ -429,6 +443,55 @@ def run_wrk(prep: Prepared, duration: float, args: argparse.Namespace, workdir: 
         data["pool"]["requested"] = pool_size
     prep.rates.append(data["rps"])
     return data
+
+
+def worker_pids(master: int) -> list[int]:
+    pids: list[int] = []
+    for task in Path(f"/proc/{master}/task").iterdir():
+        children = (task / "children").read_text().split()
+        pids += [int(c) for c in children]
+    return sorted(pids)
+
+
+def start_profiler(server: Running, duration: float, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy on one worker for most of the measurement (folded stacks in ``out``)."""
+    spy = BIN / "py-spy"
+    if not spy.exists():
+        print("  (no py-spy in the virtualenv: `.venv/bin/pip install py-spy` to profile)", flush=True)
+        return None
+    pids = worker_pids(server.proc.pid)
+    if not pids:
+        return None
+    return subprocess.Popen(
+        [str(spy), "record", "--pid", str(pids[0]), "--duration", str(max(1, int(duration) - 1)), "--rate", "200"]
+        + ["--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def summarise_profile(folded: Path, top: int = 60) -> None:
+    """Inclusive share of samples per function (line numbers dropped), next to the folded file."""
+    if not folded.exists():
+        return
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in folded.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        seen = set()
+        for frame in stack.split(";"):
+            name = frame.split(" (", 1)[0]
+            where = frame.rsplit("/", 1)[-1].split(":", 1)[0] if "/" in frame else ""
+            key = f"{name} ({where})" if where else name
+            if key not in seen:
+                seen.add(key)
+                inclusive[key] = inclusive.get(key, 0) + n
+    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]
+    text = [f"{total} samples of one worker; inclusive share per function"]
+    text += [f"{100 * n / max(total, 1):5.1f}%  {k}" for k, n in ranked]
+    folded.with_suffix(".txt").write_text("\n".join(text) + "\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -587,6 +650,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pool-max", type=int, default=40000, help="most single-use bodies made per measurement")
     p.add_argument("--wrk", default="wrk", help="the wrk binary")
     p.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra setting for every OAuth server, e.g. RATELIMIT_ENABLED=false (repeatable)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="record one worker of each target with py-spy during round 1 (bench/results/profile-*.txt)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (server logs, SQLite files)")
     p.add_argument("--list", action="store_true", help="list the targets and exit")
     return p.parse_args(argv)
@@ -655,7 +730,8 @@ def main(argv: list[str] | None = None) -> int:
             order = preps[shift:] + preps[:shift]
             measured: dict[str, dict[str, Any]] = {}
             for prep in order:
-                data = run_wrk(prep, args.duration, args, workdir)
+                profile = RESULTS / f"profile-{prep.target.name}.folded" if args.profile and r == 0 else None
+                data = run_wrk(prep, args.duration, args, workdir, profile)
                 data["position"] = order.index(prep)
                 measured[prep.target.name] = data
                 print(
