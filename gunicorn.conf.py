@@ -32,11 +32,13 @@ preload_app = os.environ.get("GUNICORN_PRELOAD", "0") == "1"
 _metrics_dir = os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "instance", "prometheus")
 )
+# Created now: with preload_app the app (and its metrics) load before on_starting runs.
+os.makedirs(_metrics_dir, exist_ok=True)
 
 
 def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
-    """Start every run with empty counters: files of dead processes from the last run are stale."""
-    os.makedirs(_metrics_dir, exist_ok=True)
+    """Start every run with empty counters: files of dead processes from the last run are stale
+    (and with preload_app, the master's own, which serves no request)."""
     for name in os.listdir(_metrics_dir):
         if name.endswith(".db"):
             os.remove(os.path.join(_metrics_dir, name))
