@@ -466,7 +466,7 @@ def test_metadata_document_client_authorizes_and_exchanges(client: Any, state: A
     verifier, challenge = pkce_pair()
     r = sign_in(client, params(CIMD_URL, challenge))
     page = r.get_data(as_text=True)
-    assert "Doc Client" in page and "unverified" in page and "client.example.com" in page
+    assert "Doc Client" in page and "Unverified application" in page and "client.example.com" in page
     got = approve(client, r)
     stored = state.storage.get_client(CIMD_URL)
     assert stored is not None and stored.registered_by == "cimd" and stored.is_public

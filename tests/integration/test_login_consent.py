@@ -144,7 +144,7 @@ def test_login_then_consent_page(client: Any, cli_client: str, people: Any) -> N
     assert is_consent_page(r)
     page = r.get_data(as_text=True)
     assert "Operator&#39;s Client" in page
-    assert "unverified" not in page  # registered by the operator
+    assert "Unverified application" not in page  # registered by the operator
     assert "Signed in as <strong>alice</strong>" in page
     assert "Call tools on the MCP server on your behalf" in page
     assert "Use prompts from the MCP server" in page
@@ -303,8 +303,8 @@ def test_success_clears_the_usernames_failures(throttled: Any) -> None:
 def test_dynamic_client_is_marked_unverified_and_escaped(client: Any, dynamic_client: str, people: Any) -> None:
     r = login(client, start(client, query(dynamic_client, "https://app.example.com/cb")))
     page = r.get_data(as_text=True)
-    assert "unverified" in page
-    assert "Its name has not been checked" in page
+    assert "Unverified application" in page
+    assert "its name has not been checked" in page
     assert "Self-Registered &lt;b&gt;App&lt;/b&gt;" in page and "<b>App</b>" not in page
     assert "app.example.com" in page
 
