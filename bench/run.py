@@ -60,15 +60,21 @@ HIGH_LIMIT = "100000000/minute"
 # --------------------------------------------------------------------------------------------
 
 
+Ports = Mapping[str, int]
+
+
 @dataclass(frozen=True)
 class ServerSpec:
-    """One gunicorn server. ``env`` is added to the common benchmark environment."""
+    """One gunicorn server. ``env(ports)`` is added to the common benchmark environment
+    (``ports`` maps every server name to its port, so servers can point at each other)."""
 
     name: str
     app: str = "wsgi:app"
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Callable[[Ports], Mapping[str, str]] = lambda ports: {}
     oauth: bool = True  # an instance of this server (fixtures are made in-process)
     needs: tuple[str, ...] = ()  # "postgresql", "redis", or repository paths that must exist
+    after: tuple[str, ...] = ()  # servers that must be up first
+    probe: str = "/healthz"
 
 
 @dataclass
@@ -103,10 +109,11 @@ class Fixture:
     of single-use codes land in the storage the server reads.
     """
 
-    def __init__(self, spec: ServerSpec, env: dict[str, str], url: str) -> None:
+    def __init__(self, spec: ServerSpec, env: dict[str, str], url: str, peers: dict[str, Fixture]) -> None:
         self.spec = spec
         self.env = env
         self.url = url
+        self.peers = peers  # every started server's fixture, by server name
         self._app: Any = None
         self._cache: dict[str, Any] = {}
 
@@ -159,18 +166,19 @@ class Fixture:
         cid, secret = self.confidential_client()
         return "Basic " + base64.b64encode(f"{cid}:{secret}".encode()).decode()
 
-    def access_token(self, scope: str = "mcp:tools") -> str:
-        """An access token for this server's MCP resource, minted as the token endpoint does."""
+    def access_token(self, scope: str = "mcp:tools", audience: str | None = None) -> str:
+        """An access token (for this server's MCP resource unless ``audience`` names another),
+        minted as the token endpoint does."""
 
         def make() -> str:
             cid, _ = self.confidential_client()
             with self.app.app_context():
                 token, _ = self.state.access_tokens.issue(
-                    subject=cid, client_id=cid, scope=scope, audience=self.state.default_resource
+                    subject=cid, client_id=cid, scope=scope, audience=audience or self.state.default_resource
                 )
             return str(token)
 
-        return self.once(f"token:{scope}", make)  # type: ignore[no-any-return]
+        return self.once(f"token:{scope}:{audience}", make)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         if self._app is not None:
@@ -206,6 +214,49 @@ def _introspect(fx: Fixture) -> Request:
     )
 
 
+MCP_VERSION = "2025-11-25"
+
+
+def _post_json(url: str, body: object, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    data = json.dumps(body).encode()
+    r = urllib.request.Request(url, data=data, method="POST", headers=headers)
+    with urllib.request.urlopen(r, timeout=10) as resp:
+        return resp.status, dict(resp.headers.items()), resp.read()
+
+
+def _mcp_call(fx: Fixture) -> Request:
+    """``tools/call whoami`` in an initialized MCP session (the 2025-11-25 Streamable HTTP flow)."""
+    headers = {
+        "Authorization": "Bearer " + fx.access_token(),
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+    }
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": MCP_VERSION, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
+    }
+    _, reply_headers, _ = _post_json(fx.url + "/mcp", init, headers)
+    session = next(v for k, v in reply_headers.items() if k.lower() == "mcp-session-id")
+    headers |= {"Mcp-Session-Id": session, "MCP-Protocol-Version": MCP_VERSION}
+    status, _, _ = _post_json(fx.url + "/mcp", {"jsonrpc": "2.0", "method": "notifications/initialized"}, headers)
+    if status != 202:
+        raise RuntimeError(f"notifications/initialized answered {status}")
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+    return Request("POST", "/mcp", headers, body=json.dumps(call, separators=(",", ":")))
+
+
+def worker_resource(ports: Ports) -> str:
+    return f"http://127.0.0.1:{ports['worker']}/mcp"
+
+
+def _worker_whoami(fx: Fixture) -> Request:
+    """The worker's guard: a token the AS minted for the worker, checked with the AS's JWKS."""
+    token = fx.peers["sqlite"].access_token(audience=fx.env["WORKER_RESOURCE"])
+    return Request("GET", "/mcp/whoami", {"Authorization": "Bearer " + token})
+
+
 def _code_exchange(fx: Fixture) -> Request:
     from bench import grants
 
@@ -221,8 +272,36 @@ def _refresh(fx: Fixture) -> Request:
 SERVERS: dict[str, ServerSpec] = {
     s.name: s
     for s in [
-        ServerSpec("bare", app="bench.bare_app:app", oauth=False),
-        ServerSpec("sqlite"),
+        ServerSpec("bare", app="bench.bare_app:app", oauth=False, probe="/ping"),
+        # The worker's resource is listed so the AS may mint tokens for it (RFC 8707).
+        ServerSpec("sqlite", env=lambda ports: {"OAUTH_RESOURCES": worker_resource(ports)}),
+        ServerSpec(
+            "worker",
+            app="examples.worker.app:create_worker_app()",
+            env=lambda ports: {
+                "OAUTH_ISSUER": f"http://127.0.0.1:{ports['sqlite']}",
+                "WORKER_RESOURCE": worker_resource(ports),
+                "WORKER_SECRET_KEY": "bench-worker-session-key-0123456789abcdef",
+            },
+            oauth=False,
+            needs=("examples/worker/app.py",),
+            after=("sqlite",),
+            probe="/.well-known/oauth-protected-resource/mcp",
+        ),
+        ServerSpec("postgresql", env=lambda ports: {"OAUTH_STORAGE_URL": POSTGRES_URL}, needs=("postgresql",)),
+        ServerSpec(
+            "redis",
+            env=lambda ports: {"OAUTH_TOKEN_STORAGE_URL": REDIS_URL + "?key_prefix=mcp_oauth_bench_r:"},
+            needs=("redis",),
+        ),
+        ServerSpec(
+            "pg_redis",
+            env=lambda ports: {
+                "OAUTH_STORAGE_URL": POSTGRES_URL,
+                "OAUTH_TOKEN_STORAGE_URL": REDIS_URL + "?key_prefix=mcp_oauth_bench_pr:",
+            },
+            needs=("postgresql", "redis"),
+        ),
     ]
 }
 
@@ -233,6 +312,14 @@ TARGETS: list[Target] = [
     Target("introspect", "introspection of an access token (sqlite)", "sqlite", _introspect, issue=6),
     Target("code_exchange", "authorization_code exchange, PKCE (sqlite)", "sqlite", _code_exchange, issue=3),
     Target("refresh", "refresh_token grant with rotation (sqlite)", "sqlite", _refresh, issue=3),
+    Target("mcp_call", "MCP tools/call whoami, JWT validated (POST /mcp)", "sqlite", _mcp_call, issue=4),
+    Target("worker_whoami", "worker app: JWT validated with the AS's JWKS", "worker", _worker_whoami, issue=4),
+    Target("token_cc_pg", "client_credentials token issue (postgresql)", "postgresql", _token_cc, issue=5),
+    Target("refresh_pg", "refresh_token grant (postgresql)", "postgresql", _refresh, issue=5),
+    Target("token_cc_redis", "client_credentials token issue (sqlite + redis)", "redis", _token_cc, issue=5),
+    Target("refresh_redis", "refresh_token grant (sqlite + redis)", "redis", _refresh, issue=5),
+    Target("token_cc_pg_redis", "client_credentials token issue (postgresql + redis)", "pg_redis", _token_cc, issue=5),
+    Target("refresh_pg_redis", "refresh_token grant (postgresql + redis)", "pg_redis", _refresh, issue=5),
 ]
 
 
@@ -247,16 +334,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def base_env(spec: ServerSpec, port: int, workdir: Path, extra: list[str] | None = None) -> dict[str, str]:
+def base_env(spec: ServerSpec, ports: Ports, workdir: Path, extra: list[str] | None = None) -> dict[str, str]:
     """The environment of one server: same gunicorn settings for all, storage in ``workdir``."""
     env = {
-        "OAUTH_ISSUER": f"http://127.0.0.1:{port}",
+        "OAUTH_ISSUER": f"http://127.0.0.1:{ports[spec.name]}",
         "OAUTH_STORAGE_URL": f"sqlite:///{workdir}/{spec.name}.sqlite3",
         "OAUTH_GRANT_TYPES": " ".join(installed_grants()),
         "RATELIMIT_ENABLED": "true",
         "RATELIMIT_TOKEN": HIGH_LIMIT,
     }
-    env.update(spec.env)
+    env.update(spec.env(ports))
     if spec.oauth:
         for item in extra or []:
             key, sep, value = item.partition("=")
@@ -331,11 +418,33 @@ def gunicorn_env(env: Mapping[str, str], args: argparse.Namespace, metrics_dir: 
     return out
 
 
-def start_server(spec: ServerSpec, workdir: Path, args: argparse.Namespace) -> Running:
-    port = free_port()
-    env = base_env(spec, port, workdir, args.env)
+def ensure_postgres_database(url: str) -> None:
+    """Create the benchmark's own database when it is missing (tests use another one)."""
+    import sqlalchemy as sa
+
+    from plugins.storage.sql import engine_url
+
+    base, _, name = engine_url(url).rpartition("/")
+    engine = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+            if not exists:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        engine.dispose()
+
+
+def start_server(
+    spec: ServerSpec, ports: Ports, workdir: Path, args: argparse.Namespace, peers: dict[str, Fixture]
+) -> Running:
+    port = ports[spec.name]
+    env = base_env(spec, ports, workdir, args.env)
     url = f"http://127.0.0.1:{port}"
-    fixture = Fixture(spec, env, url)
+    if "postgresql" in spec.needs:
+        ensure_postgres_database(env["OAUTH_STORAGE_URL"])
+    fixture = Fixture(spec, env, url, peers)
+    peers[spec.name] = fixture
     if spec.oauth:
         fixture.state  # noqa: B018 - builds the schema and the signing key before the workers start
     log = workdir / f"{spec.name}.log"
@@ -347,7 +456,7 @@ def start_server(spec: ServerSpec, workdir: Path, args: argparse.Namespace) -> R
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    probe = "/healthz" if spec.oauth else "/ping"
+    probe = spec.probe
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -667,6 +776,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def server_order(targets: list[Target]) -> list[str]:
+    """The servers the targets need, each after the servers it depends on."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        for dep in SERVERS[name].after:
+            visit(dep)
+        order.append(name)
+
+    for t in targets:
+        visit(t.server)
+    return order
+
+
 def select(args: argparse.Namespace) -> tuple[list[Target], dict[str, str]]:
     known = {t.name: t for t in TARGETS}
     if args.targets == "all":
@@ -707,10 +832,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mcp-oauth-bench-"))
     servers: dict[str, Running] = {}
     try:
-        for t in targets:
-            if t.server not in servers:
-                print(f"starting {t.server} ...", flush=True)
-                servers[t.server] = start_server(SERVERS[t.server], workdir, args)
+        ports = {name: free_port() for name in SERVERS}
+        peers: dict[str, Fixture] = {}
+        for name in server_order(targets):
+            print(f"starting {name} ...", flush=True)
+            servers[name] = start_server(SERVERS[name], ports, workdir, args, peers)
         preps: list[Prepared] = []
         for t in targets:
             srv = servers[t.server]
