@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint
+.PHONY: install serve test lint bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,10 @@ test: install
 
 lint: install
 	$(BIN)/ruff check app plugins tests bench examples
+
+# Benchmarks (Debian's wrk; about 10 minutes): in-process timings, then every HTTP target side by
+# side under gunicorn. Both rewrite their sections of docs/benchmarks.md; raw data in
+# bench/results/. Options go through BENCH_ARGS, e.g. BENCH_ARGS="--rounds 5 --targets token_cc".
+bench: install
+	$(BIN)/python bench/micro.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
