@@ -74,7 +74,8 @@ class HostPolicy:
         own = urlsplit(base_url)
         self.any_host = False
         self.any_origin = False
-        self.hosts: set[tuple[str, int | None]] = set()
+        self.hosts: set[tuple[str, int | None]] = set()  # exact (host, port); port None: no port sent
+        self.any_port_hosts: set[str] = set()
         self.origins: set[tuple[str, str, int]] = set()
         self.allow_loopback = allow_loopback
         own_origin = _origin_of(f"{own.scheme}://{own.netloc}")
@@ -91,7 +92,10 @@ class HostPolicy:
             parsed = _split_host(entry)
             if parsed is None:
                 raise ValueError(f"MCP_ALLOWED_HOSTS: not a host[:port]: {entry!r}")
-            self.hosts.add(parsed)
+            if parsed[1] is None:
+                self.any_port_hosts.add(parsed[0])
+            else:
+                self.hosts.add(parsed)
         for entry in allowed_origins:
             if entry == "*":
                 self.any_origin = True
@@ -112,7 +116,7 @@ class HostPolicy:
         host, port = parsed
         if self.allow_loopback and host in LOOPBACK_HOSTS:
             return True
-        return (host, port) in self.hosts or (host, None) in self.hosts
+        return (host, port) in self.hosts or host in self.any_port_hosts
 
     def origin_allowed(self, origin_header: str | None) -> bool:
         if origin_header is None or self.any_origin:
