@@ -17,11 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app import create_app
-from app.oauth.register import new_client, validate_metadata
-from app.users import LocalAuthenticator
 from plugins.storage.redis_store import RedisTokenStore
 from tests.support.backends import postgres_schema, redis_prefix
+from tests.support.deploy import prepare
 from tests.support.grants import REDIRECT, IssuedCode, store_code
 from tests.support.servers import Server, free_port, start_gunicorn
 
@@ -44,37 +42,6 @@ class Pair:
         return self.a, self.b
 
 
-def _setup(config: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
-    """Prepare the shared storage in-process (schema, signing key, clients, the person) as
-    ``oauth init``, ``oauth client create`` and ``oauth user create`` would."""
-    app = create_app(config)
-    state = app.extensions["mcp_oauth"]
-    with app.app_context():
-        made = []
-        for body, privileges in (
-            (
-                {
-                    "client_name": "desktop app",
-                    "grant_types": ["authorization_code", "refresh_token"],
-                    "redirect_uris": [REDIRECT],
-                    "scope": "mcp:tools",
-                    "token_endpoint_auth_method": "client_secret_basic",
-                },
-                frozenset(),
-            ),
-            ({"client_name": "resource server", "grant_types": ["client_credentials"]}, frozenset({"introspect"})),
-        ):
-            client, secret, _ = new_client(
-                state, validate_metadata(state, body), registered_by="cli", privileges=privileges
-            )
-            assert secret is not None
-            made.append((client.client_id, secret))
-        # The person the codes are for (refresh checks that they can still sign in).
-        LocalAuthenticator(state.storage).create("alice", "correct horse battery", state.now())
-    state.close()
-    return made[0], made[1]
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     logs = tmp_path_factory.mktemp("two-instances")
@@ -89,7 +56,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
             "RATELIMIT_REGISTRATION": f"{REGISTRATION_LIMIT}/minute",
             "MCP_ALLOWED_HOSTS": f"127.0.0.1:{port_a} 127.0.0.1:{port_b}",
         }
-        client, introspector = _setup({"TESTING": True, **env})
+        prepared = prepare(env)
+        client, introspector = prepared.client, prepared.introspector
         a = start_gunicorn(env | {"GUNICORN_PRELOAD": "1"}, logs, port=port_a, workers=2, init=False)
         b = start_gunicorn(env, logs, port=port_b, workers=2, init=False)
         store = RedisTokenStore.from_url(token_url, {})
