@@ -97,6 +97,13 @@ def test_sign_in_approve_and_land_on_the_callback(page: Any, site: Site, callbac
     assert page.get_by_text("127.0.0.1 (an application on this computer)").is_visible()
     assert page.get_by_label("Remember my decision for this application").is_checked()
     page.screenshot(path=str(SCREENSHOTS / "consent.png"), full_page=True)
+    # The same page for people with a dark colour scheme and on a phone-sized screen.
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=str(SCREENSHOTS / "consent-dark.png"), full_page=True)
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.screenshot(path=str(SCREENSHOTS / "consent-narrow.png"), full_page=True)
+    page.set_viewport_size({"width": 900, "height": 820})
 
     page.get_by_role("button", name="Approve").click()
     got = landed(page, callback)
