@@ -13,6 +13,8 @@ Events (name: fields):
 - ``token.revoked``: client_id, kind (``access`` or ``refresh``), jti or family_id
 - ``login.succeeded`` / ``login.failed``: username, reason on failure
 - ``consent.granted`` / ``consent.denied``: sub, client_id, scope
+- ``consent.revoked``: sub, client_id (absent = all), count, by
+- ``user.created`` / ``user.password_changed`` / ``user.deleted``: username, by
 
 Never a secret or token: fields named like one (``token``, ``password``, ``client_secret``,
 ``code``, ...) are replaced by ``"[redacted]"`` whatever the caller passes.
