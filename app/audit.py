@@ -68,7 +68,6 @@ def configure() -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    log.propagate = False
 
 
 def _clean(value: Any) -> Any:
