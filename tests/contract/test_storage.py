@@ -20,6 +20,7 @@ import pytest
 from app import contracts
 from app.contracts import RateLimiter, Storage, TokenStore
 from app.models import AuthorizationCode, Client, Consent, InitialAccessToken, RefreshToken, SigningKey, User
+from tests.support.backends import delete_prefix
 from tests.support.services import require_postgres, require_redis
 
 Cleanups = list[Callable[[], None]]
@@ -47,7 +48,9 @@ def _postgres(scheme: str) -> Callable[[Path, Cleanups], str]:
 
 def _redis(tmp_path: Path, cleanups: Cleanups) -> str:
     # A fresh key prefix per test: isolated without flushing a database others may share.
-    return require_redis() + f"?key_prefix=contract-{pysecrets.token_hex(6)}:"
+    url = require_redis() + f"?key_prefix=contract-{pysecrets.token_hex(6)}:"
+    cleanups.append(lambda: delete_prefix(url))  # only this test's keys
+    return url
 
 
 STORAGE_URLS: dict[str, Callable[[Path, Cleanups], str]] = {
