@@ -175,7 +175,11 @@ def load(group: str, name: str, kind: type[T]) -> type[T]:
     try:
         cls = found[name].load()
     except Exception as e:  # a broken plugin must fail start-up with its name, not a traceback
-        raise ConfigurationError(f"plugin {name!r} ({found[name].value}) failed to load: {e!r}") from e
+        raise ConfigurationError(
+            f"plugin {name!r} ({found[name].value}) failed to load: {e!r}; installed: {sorted(found)}"
+        ) from e
     if not (isinstance(cls, type) and issubclass(cls, kind)):  # type: ignore[arg-type]
-        raise ConfigurationError(f"{found[name].value} does not implement {kind.__name__}")
+        raise ConfigurationError(
+            f"plugin {name!r} ({found[name].value}) does not implement {kind.__name__}; installed: {sorted(found)}"
+        )
     return cls

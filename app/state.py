@@ -202,7 +202,10 @@ class OAuthState:
             grant_cls = contracts.load(contracts.GRANTS, name, Grant)
             grant_type = getattr(grant_cls, "grant_type", None)
             if not isinstance(grant_type, str):
-                raise ConfigurationError(f"grant plugin {name!r} has no grant_type string")
+                raise ConfigurationError(
+                    f"grant plugin {name!r} has no grant_type string; "
+                    f"installed: {contracts.installed(contracts.GRANTS)}"
+                )
             state.grants[grant_type] = grant_cls(state)
         return state
 

@@ -19,7 +19,7 @@ from app.models import CONFIDENTIAL_METHODS, Client
 from app.oauth import bp
 from app.oauth.params import json_object
 from app.oauth.responses import no_store_json
-from app.oauth.schemas import client_metadata_schema
+from app.oauth.schemas import GRANT_TYPES, PERSON_GRANTS, client_metadata_schema
 from app.state import OAuthState, oauth_state
 
 
@@ -50,7 +50,17 @@ def validate_metadata(state: OAuthState, body: dict[str, Any]) -> dict[str, Any]
     unknown = [s for s in data.get("scope", "").split() if s not in state.scopes]
     if unknown:
         raise InvalidClientMetadataError(f"scope: unknown scopes {' '.join(unknown)[:100]}")
+    # The built-in grants, and any grant a plugin enables (a third-party grant needs clients).
+    unsupported = [g for g in data["grant_types"] if g not in GRANT_TYPES and g not in state.grants]
+    if unsupported:
+        raise InvalidClientMetadataError(f"grant_types: {unsupported[0][:80]} is not supported by this server")
     return data
+
+
+def needs_trust(metadata: dict[str, Any]) -> bool:
+    """True when the client could act with no person consenting (client_credentials, extension
+    grants): such clients need an initial access token or the CLI."""
+    return not set(metadata["grant_types"]) <= PERSON_GRANTS
 
 
 def new_client(
@@ -115,10 +125,10 @@ def register_client() -> ResponseReturnValue:
     body = json_object()
     metadata = validate_metadata(state, body)
     if not trusted:
-        if "client_credentials" in metadata["grant_types"]:
+        if needs_trust(metadata):
             raise InvalidTokenError(
-                "registering a client_credentials client needs an initial access token "
-                "(Authorization: Bearer) or the CLI",
+                "registering a client_credentials (or other non-interactive) client needs an initial "
+                "access token (Authorization: Bearer) or the CLI",
                 include_error=False,
             )
         if not state.config["OAUTH_REGISTRATION_OPEN"]:
@@ -160,12 +170,11 @@ def update_client(client_id: str) -> ResponseReturnValue:
         raise InvalidClientMetadataError(
             "token_endpoint_auth_method: cannot switch between public and confidential; register anew"
         )
-    if (
-        "client_credentials" in metadata["grant_types"]
-        and "client_credentials" not in client.grant_types
-        and client.registered_by == "dynamic"
-    ):
-        raise InvalidClientMetadataError("grant_types: client_credentials needs an initial access token")
+    added = set(metadata["grant_types"]) - set(client.grant_types)
+    if client.registered_by == "dynamic" and needs_trust({"grant_types": sorted(added)}):
+        raise InvalidClientMetadataError(
+            f"grant_types: {sorted(added - PERSON_GRANTS)[0][:80]} needs an initial access token"
+        )
     client.metadata = metadata
     state.storage.save_client(client)
     audit.event("client.updated", client_id=client.client_id, grant_types=client.grant_types)

@@ -26,6 +26,12 @@ from app.core import scopes as scope_util
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+# Grants through which a person consents to each authorization; any other grant acts without one.
+PERSON_GRANTS = frozenset({"authorization_code", "refresh_token"})
+# A grant type is a short name or an absolute URI (RFC 6749 §4.5, extension grants). Which ones
+# this server supports is checked against the enabled grant plugins (register.validate_metadata).
+# (validate.Regexp anchors only the start, hence the \Z.)
+_GRANT_TYPE = r"(?:[a-z][a-z0-9_]{0,63}|[a-zA-Z][a-zA-Z0-9+.\-]*:[\x21-\x7e]{1,200})\Z"
 
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
@@ -56,7 +62,7 @@ class ClientMetadataSchema(Schema):
         validate=validate.OneOf(AUTH_METHODS), load_default="client_secret_basic"
     )
     grant_types = fields.List(
-        fields.String(validate=validate.OneOf(GRANT_TYPES)),
+        fields.String(validate=validate.Regexp(_GRANT_TYPE, error="is not a grant type")),
         validate=validate.Length(min=1, max=3),
         load_default=lambda: ["authorization_code"],
     )

@@ -180,6 +180,13 @@ INVALID = [
     ({**NATIVE, "token_endpoint_auth_method": 1}, "invalid_client_metadata", "token_endpoint_auth_method"),
     ({**NATIVE, "grant_types": ["password"]}, "invalid_client_metadata", "grant_types"),
     ({**NATIVE, "grant_types": ["implicit"]}, "invalid_client_metadata", "grant_types"),
+    (
+        {**NATIVE, "grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]},
+        "invalid_client_metadata",
+        "grant_types",
+    ),
+    ({**NATIVE, "grant_types": ["client credentials"]}, "invalid_client_metadata", "grant_types"),
+    ({**NATIVE, "grant_types": [5]}, "invalid_client_metadata", "grant_types"),
     ({**NATIVE, "grant_types": []}, "invalid_client_metadata", "grant_types"),
     ({**NATIVE, "grant_types": "authorization_code"}, "invalid_client_metadata", "grant_types"),
     ({**NATIVE, "grant_types": ["authorization_code", "authorization_code"]}, "invalid_client_metadata", "grant_types"),
