@@ -8,7 +8,6 @@ one rotation of each, so 4000 stored tokens. Redis is measured in tests/service/
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -21,8 +20,7 @@ import sqlalchemy as sa
 
 from app.models import RefreshToken
 from plugins.storage.sql import SQLStorage
-from tests.support.backends import postgres_schema
-from tests.support.servers import ROOT
+from tests.support.backends import postgres_schema, record_footprint
 
 N = 2000
 
@@ -48,15 +46,6 @@ def workload(store: Any) -> None:
         assert store.rotate_refresh_token(t.token_hash, nxt, now, None)
 
 
-def record(backend: str, per_token: float) -> None:
-    out = ROOT / "test-artifacts" / "footprint.json"
-    out.parent.mkdir(exist_ok=True)
-    data = json.loads(out.read_text()) if out.exists() else {}
-    data[backend] = round(per_token)
-    out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    print(f"\n{backend}: {per_token:.0f} bytes per stored refresh token (indexes included)")
-
-
 def test_sqlite_bytes_per_refresh_token(tmp_path: Path) -> None:
     path = tmp_path / "f.sqlite3"
     url = f"sqlite:///{path}"
@@ -77,7 +66,7 @@ def test_sqlite_bytes_per_refresh_token(tmp_path: Path) -> None:
     workload(store)
     store.close()
     per_token = (size() - before) / (2 * N)
-    record("sqlite", per_token)
+    record_footprint("sqlite", per_token)
     assert 50 < per_token < 1000
 
 
@@ -96,5 +85,5 @@ def test_postgresql_bytes_per_refresh_token() -> None:
         workload(store)
         per_token = (size() - before) / (2 * N)
         store.close()
-    record("postgresql", per_token)
+    record_footprint("postgresql", per_token)
     assert 50 < per_token < 1500

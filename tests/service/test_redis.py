@@ -21,7 +21,7 @@ from app.models import AuthorizationCode, RefreshToken
 from app.oauth.register import new_client, validate_metadata
 from plugins.storage.redis_store import RedisTokenStore
 from tests.conftest import base_config
-from tests.support.backends import redis_client, redis_prefix
+from tests.support.backends import record_footprint, redis_client, redis_prefix
 from tests.support.grants import store_code
 
 pytestmark = [pytest.mark.service, pytest.mark.redis]
@@ -311,6 +311,7 @@ def test_memory_per_refresh_token(store: RedisTokenStore, redis_url: str) -> Non
         f"per first token (with its family and index entries), {rotated:.0f} B per rotation"
     )
     client.close()
+    record_footprint("redis", (after_rotation - before) / (2 * n))
     assert 0 < per_key < 400
     assert 0 < first < 1000
     assert 0 < rotated < 600

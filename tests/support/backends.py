@@ -9,6 +9,7 @@ that prefix.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -27,7 +28,7 @@ import sqlalchemy as sa
 
 from plugins.storage.redis_store import split_url
 from plugins.storage.sql import engine_url
-from tests.support.servers import free_port
+from tests.support.servers import ROOT, free_port
 from tests.support.services import require_postgres, require_redis
 
 
@@ -53,6 +54,16 @@ def postgres_schema(base_url: str | None = None) -> Iterator[str]:
             conn.exec_driver_sql("SET LOCAL lock_timeout = '20s'")
             conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
         admin.dispose()
+
+
+def record_footprint(backend: str, per_token: float) -> None:
+    """Note bytes per stored refresh token in test-artifacts/footprint.json (and print it)."""
+    out = ROOT / "test-artifacts" / "footprint.json"
+    out.parent.mkdir(exist_ok=True)
+    data = json.loads(out.read_text()) if out.exists() else {}
+    data[backend] = round(per_token)
+    out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    print(f"\n{backend}: {per_token:.0f} bytes per stored refresh token (indexes included)")
 
 
 def redis_client(url: str) -> redis.Redis:
