@@ -183,6 +183,7 @@ class OAuthState:
                 limiter = FailOpenLimiter(rl_cls.from_url(rl_url))
             except Exception as e:
                 raise ConfigurationError(f"cannot open rate limiter {rl_url!r}: {e}") from e
+            _check_limits(config)
 
         state = cls(
             issuer=issuer,
@@ -260,6 +261,22 @@ class OAuthState:
         self.storage.close()
         if self.token_store is not self.storage:
             self.token_store.close()
+
+
+def _check_limits(config: Mapping[str, Any]) -> None:
+    """Every ``RATELIMIT_*`` limit must parse now: a typo would otherwise fail on each request
+    and, the limiter failing open, silently switch that limit off."""
+    from limits import parse
+
+    from app.config import Defaults
+
+    for key, default in sorted(vars(Defaults).items()):
+        if not (key.startswith("RATELIMIT_") and isinstance(default, str) and "/" in default and ":" not in default):
+            continue  # not a limit (RATELIMIT_STORAGE_URL, RATELIMIT_ENABLED)
+        try:
+            parse(str(config.get(key, default)))
+        except ValueError:
+            raise ConfigurationError(f"{key}: {config.get(key)!r} is not a limit such as 10/minute") from None
 
 
 def oauth_state() -> OAuthState:

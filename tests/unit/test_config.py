@@ -140,6 +140,11 @@ def test_unknown_plugins_fail_at_start_naming_the_installed_ones(
         ({"OAUTH_RESOURCES": "https://worker.example/mcp#x"}, "OAUTH_RESOURCES"),
         ({"OAUTH_RESOURCES": "worker.example"}, "OAUTH_RESOURCES"),
         ({"OAUTH_STORAGE_URL": "redis://127.0.0.1:1/0"}, "short-lived"),  # a TokenStore-only plugin
+        # A mistyped limit would fail open on every request, silently switching the limit off.
+        ({"RATELIMIT_TOKEN": "lots"}, "RATELIMIT_TOKEN"),
+        ({"RATELIMIT_REGISTRATION": "10 per fortnight"}, "RATELIMIT_REGISTRATION"),
+        ({"RATELIMIT_AUTH_FAILURE": ""}, "RATELIMIT_AUTH_FAILURE"),
+        ({"RATELIMIT_LOGIN": "10/minute;"}, "RATELIMIT_LOGIN"),
     ],
 )
 def test_bad_settings_fail_at_start(overrides: dict[str, Any], message: str) -> None:
@@ -152,6 +157,11 @@ def test_unreachable_sqlite_path_fails_at_start(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(ConfigurationError, match="sqlite"):
         create_app(config(OAUTH_STORAGE_URL=f"sqlite:///{blocker}/sub/oauth.sqlite3"))
+
+
+def test_limits_in_other_spellings_are_accepted() -> None:
+    app = build(RATELIMIT_TOKEN="100 per minute", RATELIMIT_LOGIN="5/second")
+    assert app.extensions["mcp_oauth"].limiter is not None
 
 
 def test_hs256_opt_in() -> None:
