@@ -22,6 +22,7 @@ from plugins.storage.sql import MIGRATIONS, SQLStorage
 from tests.conftest import base_config
 from tests.support.backends import postgres_schema
 from tests.support.grants import REDIRECT, store_code
+from tests.support.people import PASSWORD, fast_authenticator
 
 pytestmark = [pytest.mark.service, pytest.mark.postgresql]
 
@@ -161,6 +162,7 @@ def works(client: Any, access_token: str) -> bool:
 
 def test_the_grants_end_to_end_on_postgresql(client: Any, state: Any, make_client: Any) -> None:
     cid, secret = make_client(("authorization_code", "refresh_token"), redirect_uris=(REDIRECT,), scope="mcp:tools")
+    fast_authenticator(state).create("alice", PASSWORD, state.now())  # refresh checks the person
     auth = (cid, secret)
     issued = store_code(state.token_store, cid)
     r = client.post("/oauth/token", data=issued.params(), auth=auth)

@@ -23,6 +23,7 @@ from plugins.storage.redis_store import RedisTokenStore
 from tests.conftest import base_config
 from tests.support.backends import record_footprint, redis_client, redis_prefix
 from tests.support.grants import store_code
+from tests.support.people import PASSWORD, fast_authenticator
 
 pytestmark = [pytest.mark.service, pytest.mark.redis]
 
@@ -340,6 +341,7 @@ def test_split_deployment_through_the_app(tmp_path: Any, redis_url: str) -> None
             },
         )
         client, secret, _ = new_client(state, meta, registered_by="cli")
+        fast_authenticator(state).create("alice", PASSWORD, state.now())  # refresh checks the person
     auth = (client.client_id, secret)
     issued = store_code(state.token_store, client.client_id)
     r = http.post("/oauth/token", data=issued.params(), auth=auth)
