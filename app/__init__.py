@@ -11,7 +11,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import audit, health, metrics
-from app.config import Defaults, load_unprefixed_env
+from app.config import Defaults, check_types, load_unprefixed_env
 from app.errors import ConfigurationError, register_error_handlers
 from app.guard import EXTENSION, LocalResourceServer
 from app.state import OAuthState
@@ -25,6 +25,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env()
     if test_config is not None:
         app.config.update(test_config)
+    check_types(app.config)
     logging.getLogger("mcp_oauth").setLevel(logging.INFO)
     audit.configure()
     proxies = app.config["OAUTH_TRUSTED_PROXIES"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 
@@ -91,3 +91,20 @@ def load_unprefixed_env(config: MutableMapping[str, Any], environ: dict[str, str
                 config[key] = json.loads(raw)
             except ValueError:
                 config[key] = raw
+
+
+def check_types(config: Mapping[str, Any]) -> None:
+    """Every ``int`` and ``bool`` key of ``Defaults`` holds a value of that type.
+
+    Environment values are JSON when they parse, so ``OAUTH_REGISTRATION_OPEN=no`` arrives as
+    the text "no": truthy, which would leave registration open, and ``OAUTH_ACCESS_TOKEN_TTL=1h``
+    would fail on a request instead of at start-up. Raises ConfigurationError naming the key.
+    """
+    from app.errors import ConfigurationError
+
+    for key, hint in Defaults.__annotations__.items():
+        value = config.get(key)
+        if hint == "bool" and not isinstance(value, bool):
+            raise ConfigurationError(f"{key} must be true or false, not {value!r}")
+        if hint == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ConfigurationError(f"{key} must be a whole number, 0 or more, not {value!r}")

@@ -159,6 +159,39 @@ def test_unreachable_sqlite_path_fails_at_start(tmp_path: Path) -> None:
         create_app(config(OAUTH_STORAGE_URL=f"sqlite:///{blocker}/sub/oauth.sqlite3"))
 
 
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [
+        ("OAUTH_REGISTRATION_OPEN", "no"),  # truthy text would have left registration open
+        ("OAUTH_REGISTRATION_OPEN", "False"),
+        ("RATELIMIT_ENABLED", "off"),
+        ("OAUTH_ACCESS_TOKEN_TTL", "1h"),
+        ("OAUTH_ACCESS_TOKEN_TTL", "-5"),
+        ("OAUTH_ACCESS_TOKEN_TTL", "60.5"),
+        ("OAUTH_CLIENT_SECRET_TTL", "never"),
+        ("MAX_CONTENT_LENGTH", "64k"),
+        ("OAUTH_MAX_PARAM_LENGTH", "true"),
+    ],
+)
+def test_mistyped_environment_values_fail_at_start(monkeypatch: pytest.MonkeyPatch, key: str, raw: str) -> None:
+    monkeypatch.setenv(key, raw)
+    with pytest.raises(ConfigurationError, match=key):
+        create_app(config())
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "value"), [("OAUTH_REGISTRATION_OPEN", "false", False), ("OAUTH_CODE_TTL", "30", 30)]
+)
+def test_json_environment_values_are_typed(monkeypatch: pytest.MonkeyPatch, key: str, raw: str, value: object) -> None:
+    monkeypatch.setenv(key, raw)
+    assert build().config[key] == value
+
+
+def test_mistyped_test_config_fails_too() -> None:
+    with pytest.raises(ConfigurationError, match="OAUTH_ACCESS_TOKEN_TTL"):
+        create_app(config(OAUTH_ACCESS_TOKEN_TTL="3600"))
+
+
 def test_limits_in_other_spellings_are_accepted() -> None:
     app = build(RATELIMIT_TOKEN="100 per minute", RATELIMIT_LOGIN="5/second")
     assert app.extensions["mcp_oauth"].limiter is not None
