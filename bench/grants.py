@@ -60,10 +60,10 @@ def code_pool(fx: Fixture, n: int) -> list[str]:
     cid = public_client(fx)
     store = fx.state.token_store
     now = int(time.time())
-    bodies = []
+    bodies, records = [], []
     for _ in range(n):
         code, verifier = secrets.new_token(), pysecrets.token_urlsafe(48)
-        store.save_code(
+        records.append(
             AuthorizationCode(
                 code_hash=secrets.token_hash(code),
                 client_id=cid,
@@ -88,6 +88,7 @@ def code_pool(fx: Fixture, n: int) -> list[str]:
                 }
             )
         )
+    fx.save_all(store.save_code, records)
     return bodies
 
 
@@ -100,10 +101,10 @@ def refresh_pool(fx: Fixture, n: int) -> list[str]:
     store = fx.state.token_store
     now = int(time.time())
     ttl = int(fx.state.config["OAUTH_REFRESH_TOKEN_TTL"])
-    bodies = []
+    bodies, records = [], []
     for _ in range(n):
         value = secrets.new_token()
-        store.save_refresh_token(
+        records.append(
             RefreshToken(
                 token_hash=secrets.token_hash(value),
                 family_id=secrets.new_token(16),
@@ -116,4 +117,5 @@ def refresh_pool(fx: Fixture, n: int) -> list[str]:
             )
         )
         bodies.append(urlencode({"grant_type": "refresh_token", "refresh_token": value, "client_id": cid}))
+    fx.save_all(store.save_refresh_token, records)
     return bodies
