@@ -14,7 +14,9 @@ Layout (``<p>`` is the prefix; hashes are the raw 32-byte SHA-256 digests, never
                      ``j<jti>`` -> exp per access token, ``c`` -> the hash of its code
 ``<p>sub:<subject>`` / ``<p>cli:<client_id>``  hashes whose fields are family ids (list_families)
 
-Hashes rather than sets: Redis keeps small hashes as compact listpacks, while (before 7.2) a
+Index entries of ended families are dropped as new ones are written (two random probes per
+write), so an index stays within about twice its live families; ``list_families`` drops the
+ones it meets. Hashes rather than sets: Redis keeps small hashes as compact listpacks, while (before 7.2) a
 set of strings is always a full hash table, several times larger per member.
 
 Every key carries a TTL (``EXPIREAT`` the latest expiry of what it holds; codes are kept an
@@ -55,8 +57,22 @@ local function extend(key, at)
 end
 """
 
-# KEYS: rt, fam, sub, cli.  ARGV: now, family, c s sc r i e, hash, rotated_at or '', blob or ''
-_SAVE_REFRESH = _EXTEND + """
+# tidy(index, prefix): an index (sub:/cli:) keeps a field per family it ever saw; ended families
+# (revoked, or expired so their fam: key is gone) are dropped by probing two random fields on
+# every write, which keeps an index within about twice its live families without a sweep.
+_TIDY = """
+local function tidy(index, prefix)
+  for _, fam in ipairs(redis.call('HRANDFIELD', index, 2)) do
+    if redis.call('EXISTS', prefix .. 'fam:' .. fam) == 0 then
+      redis.call('HDEL', index, fam)
+    end
+  end
+end
+"""
+
+# KEYS: rt, fam, sub, cli.  ARGV: now, family, c s sc r i e, hash, rotated_at or '', blob or '',
+# prefix
+_SAVE_REFRESH = _EXTEND + _TIDY + """
 local exp = tonumber(ARGV[8])
 if exp <= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'f', ARGV[2], 'c', ARGV[3], 's', ARGV[4], 'sc', ARGV[5], 'r', ARGV[6],
@@ -68,15 +84,17 @@ redis.call('HSET', KEYS[2], 't' .. ARGV[9], '')
 extend(KEYS[2], exp)
 redis.call('HSET', KEYS[3], ARGV[2], '')
 extend(KEYS[3], exp)
+tidy(KEYS[3], ARGV[12])
 redis.call('HSET', KEYS[4], ARGV[2], '')
 extend(KEYS[4], exp)
+tidy(KEYS[4], ARGV[12])
 return 1
 """
 
 # KEYS: old rt, new rt, fam, sub, cli.  ARGV: now, family, c s sc r i e (of the new token), new hash,
-# successor blob or ''.  Returns 1 when this call rotated the token, 0 when it was unknown or
-# already rotated.
-_ROTATE = _EXTEND + """
+# successor blob or '', prefix.  Returns 1 when this call rotated the token, 0 when it was unknown
+# or already rotated.
+_ROTATE = _EXTEND + _TIDY + """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'ro') == 1 then
   return 0
 end
@@ -90,8 +108,10 @@ redis.call('HSET', KEYS[3], 't' .. ARGV[9], '')
 extend(KEYS[3], exp)
 redis.call('HSET', KEYS[4], ARGV[2], '')
 extend(KEYS[4], exp)
+tidy(KEYS[4], ARGV[11])
 redis.call('HSET', KEYS[5], ARGV[2], '')
 extend(KEYS[5], exp)
+tidy(KEYS[5], ARGV[11])
 return 1
 """
 
@@ -289,6 +309,7 @@ class RedisTokenStore:
                 token.token_hash,
                 "" if token.rotated_at is None else token.rotated_at,
                 token.successor_blob or b"",
+                self._p,
             ],
         )
 
@@ -309,7 +330,7 @@ class RedisTokenStore:
                 self._key("sub", new.subject),
                 self._key("cli", new.client_id),
             ],
-            args=[now, new.family_id, *self._token_args(new), new.token_hash, successor_blob or b""],
+            args=[now, new.family_id, *self._token_args(new), new.token_hash, successor_blob or b"", self._p],
         )
         return bool(won)
 
@@ -334,7 +355,8 @@ class RedisTokenStore:
             families = set.intersection(*found)
         else:
             start = len(self._key("fam", b""))
-            families = {k[start:] for k in self.client.scan_iter(match=self._key("fam", b"*"), count=500)}
+            pattern = _glob_escape(self._key("fam", b"")) + b"*"
+            families = {k[start:] for k in self.client.scan_iter(match=pattern, count=500)}
         out: list[RefreshToken] = []
         for fam in sorted(families):
             hashes = [f[1:] for f in self.client.hkeys(self._key("fam", fam)) if f[:1] == b"t"]
@@ -374,6 +396,13 @@ def _refresh_from_fields(token_hash: bytes, f: Mapping[bytes, bytes]) -> Refresh
         rotated_at=int(f[b"ro"]) if b"ro" in f else None,
         successor_blob=f.get(b"sb"),
     )
+
+
+def _glob_escape(raw: bytes) -> bytes:
+    """Escape SCAN's glob characters, so a prefix or id containing them matches only itself."""
+    for ch in (b"\\", b"*", b"?", b"[", b"]"):
+        raw = raw.replace(ch, b"\\" + ch)
+    return raw
 
 
 def _now() -> int:

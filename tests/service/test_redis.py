@@ -247,6 +247,22 @@ def test_list_families_by_subject_client_both_and_all(store: RedisTokenStore) ->
     assert b"fa2" not in store.client.hkeys(store._key("sub", "alice"))
 
 
+def test_indexes_shed_ended_families_as_new_ones_arrive(store: RedisTokenStore) -> None:
+    now = int(time.time())
+    for i in range(200):
+        store.save_refresh_token(refresh(f"dead-{i}"))
+        store.revoke_family(f"dead-{i}", now)
+    index = store._key("sub", "alice")
+    # Revocation does not know the indexes; later writes drop what they find ended.
+    assert store.client.hlen(index) < 50
+    for i in range(200):
+        store.save_refresh_token(refresh(f"live-{i}"))
+    fields = store.client.hkeys(index)
+    dead = [f for f in fields if f.startswith(b"dead-")]
+    assert len(fields) - len(dead) == 200
+    assert len(dead) < 50, len(dead)  # without any sweep
+
+
 def test_prefixes_isolate_deployments(redis_url: str) -> None:
     with redis_prefix() as other_url:
         a = RedisTokenStore.from_url(redis_url, {})
