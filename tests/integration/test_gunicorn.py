@@ -96,6 +96,7 @@ def test_issue_introspect_revoke_refuse_across_workers(server: tuple[Server, dic
         data={"grant_type": "client_credentials"},
         auth=auth,
         headers=fresh,
+        timeout=30,
     )
     assert r.status_code == 200, r.text
     token = r.json()["access_token"]
@@ -104,11 +105,15 @@ def test_issue_introspect_revoke_refuse_across_workers(server: tuple[Server, dic
 
     def introspect(name: str) -> Callable[[int], httpx.Response]:
         return lambda i: httpx.post(
-            f"{srv.url}/oauth/introspect?phase={phase(name)}&i={i}", data={"token": token}, auth=auth, headers=fresh
+            f"{srv.url}/oauth/introspect?phase={phase(name)}&i={i}",
+            data={"token": token},
+            auth=auth,
+            headers=fresh,
+            timeout=30,
         )
 
     def whoami(name: str) -> Callable[[int], httpx.Response]:
-        return lambda i: httpx.get(f"{srv.url}/mcp/whoami?phase={phase(name)}&i={i}", headers=bearer)
+        return lambda i: httpx.get(f"{srv.url}/mcp/whoami?phase={phase(name)}&i={i}", headers=bearer, timeout=30)
 
     def active(r: httpx.Response) -> None:
         assert r.status_code == 200 and r.json()["active"] is True and r.json()["client_id"] == auth[0], r.text
@@ -120,7 +125,9 @@ def test_issue_introspect_revoke_refuse_across_workers(server: tuple[Server, dic
     until_both_workers(srv, phase("introspect-before"), introspect("introspect-before"), active)
     until_both_workers(srv, phase("whoami-before"), whoami("whoami-before"), allowed)
 
-    r = httpx.post(f"{srv.url}/oauth/revoke?phase={phase('revoke')}", data={"token": token}, auth=auth, headers=fresh)
+    r = httpx.post(
+        f"{srv.url}/oauth/revoke?phase={phase('revoke')}", data={"token": token}, auth=auth, headers=fresh, timeout=30
+    )
     assert r.status_code == 200
     [(revoker_pid, _, _)] = served_by(srv, phase("revoke"))
 
