@@ -500,3 +500,12 @@ def test_metadata_document_on_a_private_address_is_refused(client: Any) -> None:
     # The real fetcher: 127.0.0.1 is refused before any connection (OAUTH_CIMD_ALLOW_PRIVATE off).
     r = authorize(client, params("https://127.0.0.1/client.json", redirect_uri=REDIRECT))
     assert_error_page(r, text="private or reserved address")
+
+
+def test_metadata_advertises_the_authorization_endpoint(client: Any) -> None:
+    meta = client.get("/.well-known/oauth-authorization-server").json
+    assert meta["authorization_endpoint"] == ISSUER + "/oauth/authorize"
+    assert meta["authorization_response_iss_parameter_supported"] is True
+    assert meta["client_id_metadata_document_supported"] is True
+    assert meta["response_types_supported"] == ["code"]
+    assert meta["code_challenge_methods_supported"] == ["S256"]
