@@ -10,6 +10,7 @@ from app.oauth import (  # noqa: E402,F401  (routes)
     authorize,
     introspection,
     metadata,
+    openapi,
     register,
     resource_metadata,
     token,
