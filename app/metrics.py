@@ -84,7 +84,9 @@ def render() -> Response:
         data = generate_latest(registry)
     else:
         data = generate_latest(REGISTRY)
-    return Response(data, mimetype=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+    # content_type, not mimetype: CONTENT_TYPE_LATEST already names its charset, and Flask would add
+    # a second one to a text/* mimetype.
+    return Response(data, content_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
 
 def _error_code(response: Response) -> str | None:

@@ -289,6 +289,8 @@ def test_responses_conform_to_the_document(
     ):
         call("get", path, 200)
     call("get", "/static/pages.css", 404)
+    metrics_type = client.get("/metrics").headers["Content-Type"]
+    assert metrics_type.startswith("text/plain;") and metrics_type.count("charset=") == 1, metrics_type
 
     # Token endpoint: every grant, every error family, both paths.
     cid, secret = make_client(
