@@ -37,9 +37,13 @@ _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u20
 
 
 def _plain_text(value: str) -> None:
-    """No control or bidirectional-override characters: these values end up on pages and in logs."""
+    """No control or bidirectional-override characters: these values end up on pages and in logs.
+    No unpaired surrogates either: a metadata document's JSON may escape one (CIMD), and the page
+    showing it could not be encoded."""
     if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in _BIDI_CONTROLS for c in value):
         raise ValidationError("must not contain control or bidirectional-override characters")
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        raise ValidationError("must not contain unpaired surrogates")
 
 
 _text = {"validate": [validate.Length(max=1000), _plain_text]}
