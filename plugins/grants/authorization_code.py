@@ -47,7 +47,13 @@ class AuthorizationCodeGrant:
             raise InvalidGrantError("authorization code is unknown")
         if not first_use:
             # RFC 6749 §4.1.2 / OAuth 2.1 §4.1.3: a code presented twice means it leaked; revoke
-            # everything the first exchange issued.
+            # everything the first exchange issued. Only for a replay that is itself valid (the
+            # code's client, redirect URI and verifier; OAuth 2.1 §7.5.3): someone holding just the
+            # code must not be able to revoke the rightful client's tokens.
+            try:
+                self._check_binding(code, client, params, verifier, now, check_expiry=False)
+            except InvalidGrantError:
+                raise InvalidGrantError("authorization code was already used") from None
             revoke_family(state, code.family_id, now, reason="code_replay", client_id=client.client_id)
             raise InvalidGrantError("authorization code was already used; the tokens issued from it are revoked")
         self._check_binding(code, client, params, verifier, now)
@@ -70,16 +76,24 @@ class AuthorizationCodeGrant:
         if minted.refresh is not None:
             state.token_store.save_refresh_token(minted.refresh)
         # A replay of this code that raced us may have revoked the family before our tokens were
-        # stored; the marker it set first tells us, and we revoke what we just stored.
+        # stored; the marker it set first tells us, and we revoke what we just stored. This
+        # request still won the atomic consume, so it answers like the winner of a refresh race
+        # does: exactly one exchange of a code produces a pair, already revoked by the replay.
         if family_revoked(state, code.family_id):
             revoke_family(state, code.family_id, now, reason="code_replay_race", client_id=client.client_id)
-            raise InvalidGrantError("authorization code was already used; the tokens issued from it are revoked")
         return minted.body
 
     def _check_binding(
-        self, code: AuthorizationCode, client: Client, params: dict[str, str], verifier: str, now: int
+        self,
+        code: AuthorizationCode,
+        client: Client,
+        params: dict[str, str],
+        verifier: str,
+        now: int,
+        *,
+        check_expiry: bool = True,
     ) -> None:
-        if code.expires_at <= now:
+        if check_expiry and code.expires_at <= now:
             raise InvalidGrantError("authorization code has expired")
         if code.client_id != client.client_id:
             # RFC 6749 §4.1.3: the code must have been issued to the authenticated client.
