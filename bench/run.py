@@ -577,9 +577,9 @@ def run_wrk(
         prep.server.url + req.path,
     ]
     spy = start_profiler(prep.server, duration, profile) if profile is not None else None
-    cpu_before = server_cpu_seconds(prep.server)
+    user_before, system_before = server_cpu_seconds(prep.server)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
-    cpu_used = server_cpu_seconds(prep.server) - cpu_before
+    user_after, system_after = server_cpu_seconds(prep.server)
     if spy is not None and profile is not None:
         spy.wait(30)
         summarise_profile(profile)
@@ -590,7 +590,9 @@ def run_wrk(
     data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
     data["seconds"] = data["duration_us"] / 1e6
     # CPU time of the server's processes per request: unlike req/s, barely moved by other load.
-    data["cpu_us_per_request"] = cpu_used * 1e6 / max(data["requests"], 1)
+    n = max(data["requests"], 1)
+    data["cpu_us_per_request"] = (user_after - user_before + system_after - system_before) * 1e6 / n
+    data["cpu_user_us_per_request"] = (user_after - user_before) * 1e6 / n
     if pool_size:
         data["pool"]["requested"] = pool_size
     prep.rates.append(data["rps"])
@@ -600,16 +602,16 @@ def run_wrk(
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def server_cpu_seconds(server: Running) -> float:
-    """User + system CPU seconds used so far by the gunicorn master and its live workers."""
-    total = 0
+def server_cpu_seconds(server: Running) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by the gunicorn master and its live workers."""
+    user = system = 0
     for pid in [server.proc.pid, *worker_pids(server.proc.pid)]:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / CLOCK_TICKS
+        user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
 
 
 def worker_pids(master: int) -> list[int]:
@@ -971,7 +973,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"round {r + 1}/{args.rounds} {prep.target.name:14} {data['rps']:8.0f} req/s  "
                     f"p50 {data['latency_us']['p50'] / 1000:6.2f} ms  p99 {data['latency_us']['p99'] / 1000:6.2f} ms  "
-                    f"cpu {data['cpu_us_per_request']:5.0f} us/req"
+                    f"cpu {data['cpu_us_per_request']:5.0f} us/req ({data['cpu_user_us_per_request']:.0f} user)"
                     + (f"  errors {sum(data['errors'].values())}" if sum(data["errors"].values()) else ""),
                     flush=True,
                 )
