@@ -32,7 +32,8 @@ EXTENSION = "mcp_oauth_openapi"
 
 # RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E (app.errors.safe_description).
 DESCRIPTION_PATTERN = r"^[\x20-\x21\x23-\x5b\x5d-\x7e]*$"
-SCOPE_PATTERN = r"^[\x21\x23-\x5b\x5d-\x7e]+( +[\x21\x23-\x5b\x5d-\x7e]+)* *$"
+# Scope tokens separated by spaces (RFC 6749 §3.3); empty means omitted (RFC 6749 §3.1).
+SCOPE_PATTERN = r"^[\x20\x21\x23-\x5b\x5d-\x7e]*$"
 VERIFIER_PATTERN = r"^[A-Za-z0-9\-._~]{43,128}$"
 CHALLENGE_PATTERN = r"^[A-Za-z0-9\-_]{43}$"
 BASE64URL = r"^[A-Za-z0-9_-]+$"
@@ -74,6 +75,21 @@ _HEADER_OF = {
     "WWW-Authenticate-Basic": "WWW-Authenticate",
     "WWW-Authenticate-Bearer": "WWW-Authenticate",
 }
+
+
+def _empty_or(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """A form or query parameter: RFC 6749 §3.1 treats one sent empty as omitted."""
+    return {"anyOf": [{"const": ""}, schema], "description": description + " Empty counts as omitted."}
+
+
+def _null_is_absent(properties: dict[str, Any]) -> dict[str, Any]:
+    """Registration metadata members that may also be ``null`` (treated as absent)."""
+    out = {}
+    for name, schema in properties.items():
+        inner = copy.deepcopy(schema)
+        outer = {key: inner.pop(key) for key in ("description", "default") if key in inner}
+        out[name] = {"anyOf": [inner, {"type": "null"}], **outer}
+    return out
 
 
 def _headers(*components: str) -> dict[str, Any]:
@@ -203,22 +219,18 @@ def _schemas(state: OAuthState) -> dict[str, Any]:
     client_auth_fields = {
         "client_id": {
             "type": "string",
-            "minLength": 1,
             "description": "`client_secret_post` and public (`none`) clients; with HTTP Basic it may be left out "
             "or must equal the Basic user name.",
         },
         "client_secret": {
             "type": "string",
-            "minLength": 1,
             "description": "`client_secret_post` only: never together with HTTP Basic.",
         },
     }
-    optional_resource = {
-        "type": "string",
-        "format": "uri",
-        "description": "RFC 8707 resource indicator (one per request); defaults to the MCP endpoint "
-        f"`{state.default_resource}`.",
-    }
+    optional_resource = _empty_or(
+        {"type": "string", "format": "uri"},
+        f"RFC 8707 resource indicator (one per request); defaults to the MCP endpoint `{state.default_resource}`.",
+    )
     scope_param = {
         "type": "string",
         "pattern": SCOPE_PATTERN,
@@ -374,7 +386,7 @@ def _schemas(state: OAuthState) -> dict[str, Any]:
             "required": ["resource", "authorization_servers", "scopes_supported", "bearer_methods_supported"],
             "properties": {
                 "resource": {"const": state.default_resource},
-                "authorization_servers": {"type": "array", "prefixItems": [{"const": state.issuer}], "minItems": 1},
+                "authorization_servers": {"const": [state.issuer]},
                 "scopes_supported": {"type": "array", "items": {"enum": scopes}},
                 "bearer_methods_supported": {"const": ["header"]},
                 "resource_name": {"type": "string"},
@@ -473,13 +485,13 @@ def _schemas(state: OAuthState) -> dict[str, Any]:
             "type": "object",
             "description": "RFC 7591 §2 client metadata. Unknown members are ignored (RFC 7591 §2); `null` "
             "counts as absent.",
-            "properties": client_metadata_properties,
+            "properties": _null_is_absent(client_metadata_properties),
         },
         "ClientUpdate": {
             "type": "object",
             "description": "RFC 7592 §2.2: the full metadata, replacing what was registered.",
             "required": ["client_id"],
-            "properties": copy.deepcopy(client_metadata_properties)
+            "properties": _null_is_absent(client_metadata_properties)
             | {
                 "client_id": {"type": "string", "description": "Must equal the client being updated."},
                 "client_secret": {"type": "string", "description": "If sent, must equal the current secret."},
@@ -659,7 +671,7 @@ def _authorize_ops(state: OAuthState, prefix: str) -> dict[str, Any]:
         "state": {"type": "string", "description": "Returned unchanged."},
         "code_challenge": {"type": "string", "pattern": CHALLENGE_PATTERN},
         "code_challenge_method": {"const": "S256"},
-        "resource": {"type": "string", "format": "uri"},
+        "resource": _empty_or({"type": "string", "format": "uri"}, "RFC 8707 resource indicator."),
         "prompt": {"type": "string", "description": "`none`, `login`, `consent` (OpenID Connect Core §3.1.2.1)."},
     }
     required = ["response_type", "client_id", "code_challenge", "code_challenge_method"]
@@ -711,12 +723,13 @@ def _authorize_ops(state: OAuthState, prefix: str) -> dict[str, Any]:
         for name, schema in authz_properties.items()
     ]
     form_properties = copy.deepcopy(authz_properties) | {
-        "action": {"enum": ["login", "consent", "switch"], "description": "Set by this server's own forms."},
+        # The page fields matter only on a post of this server's own forms (with `action`).
+        "action": _empty_or({"enum": ["login", "consent", "switch"]}, "Set by this server's own forms."),
         "csrf_token": {"type": "string"},
         "username": {"type": "string"},
         "password": {"type": "string", "format": "password"},
-        "decision": {"enum": ["approve", "deny"]},
-        "remember": {"const": "yes"},
+        "decision": {"type": "string", "description": "`approve` or `deny` (consent form)."},
+        "remember": {"type": "string", "description": "`yes`: remember this consent."},
         "subject": {"type": "string"},
     }
     get = _op(
@@ -1188,6 +1201,11 @@ def _paths(state: OAuthState) -> dict[str, Any]:
             **get_path(static, "optionsStatic", False),
         },
     }
+    for template, item in paths.items():
+        if "{" in template:
+            # A value the route's converter does not match (a "/", or a newline for Flask's
+            # path converter) misses the route: 404 whatever the method.
+            item["options"]["responses"]["404"] = _ref("responses", "NotFound")
     if "authorization_code" not in state.grants:
         # The endpoint still answers, with error pages: no client can be registered for it.
         for path in ("/oauth/authorize", "/authorize"):
