@@ -521,10 +521,31 @@ def _redirect(state: OAuthState, verified: Verified, values: dict[str, str]) -> 
 
 
 def _error_redirect(state: OAuthState, verified: Verified, error: OAuthError) -> Response:
+    if not _may_redirect(state, verified):
+        # RFC 9700 §4.11.2 (OAuth 2.1 §7.13.2): a self-registered client could otherwise send a
+        # malformed request on purpose and use this server to bounce a person to its site.
+        raise ErrorPage(
+            "The application's request was refused",
+            f"{_sentence(error.description or error.error)} This application registered itself and is "
+            "not verified, so you were not sent back to it before signing in.",
+            status=error.status_code if error.status_code in (429, 503) else 400,
+            code=error.error,
+        )
     values = {"error": error.error}
     if error.description:
         values["error_description"] = error.description
     return _redirect(state, verified, values)
+
+
+def _may_redirect(state: OAuthState, verified: Verified) -> bool:
+    """Whether the response may go to ``verified.target`` now. Always for clients the operator
+    registered, for loopback and private-use targets (they stay on the person's device), and once
+    the person has signed in; an unverified client's web address must wait for the sign-in."""
+    if verified.client.registered_by not in UNVERIFIED_SOURCES:
+        return True
+    if urlsplit(verified.target).scheme.lower() != "https":
+        return True
+    return _signed_in(state) is not None
 
 
 def _csrf_token() -> str:

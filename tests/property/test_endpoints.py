@@ -94,9 +94,7 @@ def env(backend_app: Flask) -> Env:
         add_person(state.storage, "alice")
     assert cc_secret and conf_secret
     client = app.test_client()
-    reg = client.post(
-        "/oauth/register", json={"redirect_uris": [DYNAMIC_HTTPS], "token_endpoint_auth_method": "none"}
-    )
+    reg = client.post("/oauth/register", json={"redirect_uris": [DYNAMIC_HTTPS], "token_endpoint_auth_method": "none"})
     assert reg.status_code == 201, reg.get_json()
     dyn_id = reg.get_json()["client_id"]
     codes = [store_code(state.token_store, pub_id, redirect_uri=LOOPBACK) for _ in range(3)]
@@ -335,6 +333,8 @@ def test_authorization_endpoint_never_redirects_to_an_unverified_uri(env: Env, d
         assert r.status_code == (303 if method == "POST" else 302)
         registered = _client_of(raw, env)
         assert registered is not None, (raw[:200], r.headers["Location"])
+        # RFC 9700 §4.11.2: nobody signed in, so no bounce to a self-registered client's web site.
+        assert registered != env.redirects[env.dynamic], r.headers["Location"]
         response = assert_verified_redirect(r.headers["Location"], registered, ISSUER)
         assert "code" not in response  # nobody signed in: no code, whatever the request said
         return
