@@ -7,7 +7,8 @@ denies; the client gets ``code`` (or ``error``) plus ``state`` and ``iss`` at it
 Trust order (RFC 6749 §4.1.2.1): until the client and its redirect URI are verified, every
 problem is an HTML error page and never a redirect (an open redirector otherwise). After that,
 problems go to the client's redirect URI with ``error``, ``error_description``, ``state`` and
-``iss``.
+``iss``, except that a self-registered (dynamic or metadata-document) client's https address
+gets them only once the person has signed in (RFC 9700 §4.11.2); until then they are pages too.
 
 No server-side state is kept between pages: the login and consent forms carry the original
 authorization parameters as hidden fields and every POST validates them again from scratch,
