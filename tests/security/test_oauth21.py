@@ -864,3 +864,43 @@ def test_oauth21_10_2_redirect_uri_in_token_request(client: FlaskClient, clients
     assert client.post("/oauth/token", data=issued.params()).status_code == 200
     omitted = store_code(state.token_store, clients.public, redirect_uri="")
     assert client.post("/oauth/token", data=omitted.params(redirect_uri=None)).status_code == 200
+
+
+def _consent_form(client: FlaskClient, clients: Clients) -> Any:
+    page = get_authorize(client, authorization_query(clients.public, LOOPBACK, pkce_pair()[1]))
+    login = form(page.get_data(as_text=True), "login")
+    consent_page = client.post(login.action, data=login.submit(username="alice", password=PASSWORD))
+    return form(consent_page.get_data(as_text=True), "consent")
+
+
+@pytest.mark.parametrize("csrf", [None, "", "forged", "other-session"])
+def test_oauth21_7_3_consent_from_the_person(
+    client: FlaskClient, clients: Clients, alice: str, state: Any, app: Any, csrf: str | None
+) -> None:
+    """A cross-site POST of the consent form (no token, a guessed one, or one from the attacker's
+    own session) approves nothing; neither does the same form sent by GET."""
+    consent = _consent_form(client, clients)
+    if csrf == "other-session":
+        csrf = _consent_form(app.test_client(), clients).fields["csrf_token"]
+    r = client.post(consent.action, data=consent.submit("approve", remember="yes", csrf_token=csrf))
+    assert r.status_code == 400 and "Location" not in r.headers and "form has expired" in r.get_data(as_text=True)
+    assert state.storage.get_consent("alice", clients.public) is None
+    by_get = client.get("/oauth/authorize?" + urlencode(consent.submit("approve", remember="yes")))
+    assert "code=" not in by_get.headers.get("Location", "") and by_get.status_code == 200
+    assert state.storage.get_consent("alice", clients.public) is None
+
+
+@pytest.mark.parametrize("csrf", [None, "forged"])
+def test_oauth21_7_3_consent_from_the_person_login(
+    client: FlaskClient, clients: Clients, alice: str, csrf: str | None
+) -> None:
+    """Login CSRF (signing the victim in as someone else) fails the same way; the session
+    cookie is HttpOnly and SameSite=Lax, so other sites' POSTs do not even carry it."""
+    page = get_authorize(client, authorization_query(clients.public, LOOPBACK, pkce_pair()[1]))
+    login = form(page.get_data(as_text=True), "login")
+    r = client.post(login.action, data=login.submit(username="alice", password=PASSWORD, csrf_token=csrf))
+    assert r.status_code == 400 and "form has expired" in r.get_data(as_text=True)
+    with client.session_transaction() as session:
+        assert "sub" not in session
+    cookie = client.get_cookie("session")
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"

@@ -178,6 +178,7 @@ REQUIREMENTS: list[Requirement] = [
     R("oauth21", "7.1.3.7", "tokens_not_in_urls", "Bearer tokens MUST NOT be passed in page URLs"),
     R("oauth21", "7.1.4", "rs_refuses_foreign_tokens", "The RS MUST refuse tokens not meant for it or for the action"),
     R("oauth21", "7.3", "consent_informs", "AS SHOULD authenticate the person and show the client and the requested scope"),
+    R("oauth21", "7.3", "consent_from_the_person", "Approval must come from the person's own review: sign-in and consent forms carry session-bound CSRF tokens, and a GET never approves"),
     R("oauth21", "7.3", "no_silent_repeat_for_unproven_clients",
       "AS SHOULD NOT approve repeated requests automatically unless the client's identity is assured (7.3.1)",
       "deviation: a consent the person ticked 'remember' for is honoured for any client, public loopback ones "
