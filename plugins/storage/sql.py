@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import weakref
 from collections import namedtuple
@@ -184,8 +185,11 @@ class SQLStorage:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._lock = threading.Lock()
-        self._client_q = _FastRead(engine, clients.select().where(clients.c.client_id == sa.bindparam("client_id")))
-        self._revoked_q = _FastRead(engine, sa.text("SELECT 1 FROM revoked_jtis WHERE jti = :jti"))
+        self._direct = _ThreadConnections.for_engine(engine)
+        self._client_q = _FastRead(
+            engine, clients.select().where(clients.c.client_id == sa.bindparam("client_id")), self._direct
+        )
+        self._revoked_q = _FastRead(engine, sa.text("SELECT 1 FROM revoked_jtis WHERE jti = :jti"), self._direct)
         # A pool must not cross a fork (gunicorn --preload): the child drops the parent's
         # connections without closing them, and opens its own.
         ref = weakref.ref(engine)
@@ -230,6 +234,8 @@ class SQLStorage:
         return cls(engine)
 
     def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         self.engine.dispose()
 
     def ping(self) -> None:
@@ -593,27 +599,87 @@ def _dispose_in_child(ref: weakref.ReferenceType[Engine]) -> None:
 _ClientRow = namedtuple("_ClientRow", [c.name for c in clients.c])  # type: ignore[misc]
 
 
+class _ThreadConnections:
+    """SQLite files: one autocommit ``sqlite3`` connection per thread for the fast reads.
+
+    Skips the pool's checkout and reset (~10 us of the ~13 us a revocation check costs through
+    it). Each SELECT runs outside any transaction, so it sees every commit made before it, as
+    a pooled connection does. Connections belong to the process that opened them: after a
+    fork the child opens its own and never touches (or closes) the parent's.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._opened: list[tuple[int, sqlite3.Connection]] = []
+        self._lock = threading.Lock()
+        self._generation = 0  # bumped by close(): every thread then opens a fresh connection
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> _ThreadConnections | None:
+        """For a SQLite file database; None otherwise (in-memory databases are per connection)."""
+        url = engine.url
+        path = url.database or ""
+        if engine.dialect.name != "sqlite" or path in ("", ":memory:") or path.startswith("file:") or url.query:
+            return None
+        return cls(path)
+
+    def one(self, sql: str, args: Any) -> tuple[Any, ...] | None:
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid() or local.generation != self._generation:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            local.conn, local.pid, local.generation = conn, os.getpid(), self._generation
+            with self._lock:
+                self._opened.append((local.pid, conn))
+        try:
+            cur = conn.execute(sql, args)
+            try:
+                row = cur.fetchone()
+            finally:
+                # Resets the statement: an unfinished SELECT would hold its read snapshot open,
+                # and later reads on this connection would not see newer commits.
+                cur.close()
+        except Exception:
+            local.conn = None  # open a fresh one next time
+            raise
+        return tuple(row) if row is not None else None
+
+    def close(self) -> None:
+        pid = os.getpid()
+        with self._lock:
+            self._generation += 1
+            mine = [c for p, c in self._opened if p == pid]
+            self._opened = [(p, c) for p, c in self._opened if p != pid]
+        for conn in mine:
+            conn.close()
+
+
 class _FastRead:
     """A single-statement read on a pooled DBAPI connection, compiled once for the engine.
 
     The hot reads (client lookup, revocation check) skip SQLAlchemy's Connection and
     transaction layers, which cost ~100 us per call on SQLite against ~10 us for the pooled
-    cursor. One SELECT needs no explicit transaction: SQLite runs it atomically on its own
-    (autocommit mode), and on PostgreSQL the pool rolls the implicit transaction back when
-    the connection is returned. Values come back as the driver gives them (str, int, bytes),
-    which for these columns is what SQLAlchemy would return.
+    cursor (~3 us on a per-thread SQLite connection, ``_ThreadConnections``). One SELECT
+    needs no explicit transaction: SQLite runs it atomically on its own (autocommit mode), and
+    on PostgreSQL the pool rolls the implicit transaction back when the connection is
+    returned. Values come back as the driver gives them (str, int, bytes), which for these
+    columns is what SQLAlchemy would return.
     """
 
-    __slots__ = ("engine", "sql", "names")
+    __slots__ = ("engine", "sql", "names", "direct")
 
-    def __init__(self, engine: Engine, stmt: Any) -> None:
+    def __init__(self, engine: Engine, stmt: Any, direct: _ThreadConnections | None = None) -> None:
         compiled = stmt.compile(dialect=engine.dialect)
         self.engine = engine
         self.sql = str(compiled)
         self.names = list(compiled.positiontup) if compiled.positional and compiled.positiontup else None
+        self.direct = direct
 
     def one(self, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """The first row, or None."""
+        if self.direct is not None:
+            return self.direct.one(self.sql, [params[n] for n in self.names or ()])
         conn = self.engine.raw_connection()
         try:
             cur = conn.cursor()
