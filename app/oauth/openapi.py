@@ -1024,7 +1024,18 @@ def _mcp_ops(state: OAuthState) -> dict[str, Any]:
         requestBody={
             "required": True,
             "content": _json(
-                {"oneOf": [_schema("JSONRPCMessage"), {"type": "array", "items": _schema("JSONRPCMessage")}]},
+                {
+                    "oneOf": [
+                        _schema("JSONRPCMessage"),
+                        {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": _schema("JSONRPCMessage"),
+                            "description": "A batch (2025-03-26 sessions only). A member that is not a valid "
+                            "message gets its own error in the reply array (JSON-RPC 2.0 §6).",
+                        },
+                    ]
+                },
                 {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
             ),
         },
