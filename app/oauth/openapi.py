@@ -380,6 +380,15 @@ def _schemas(state: OAuthState) -> dict[str, Any]:
             },
         },
         "ProtectedResourceMetadata": {
+            "examples": [
+                {
+                    "resource": state.default_resource,
+                    "authorization_servers": [state.issuer],
+                    "scopes_supported": scopes,
+                    "bearer_methods_supported": ["header"],
+                    "resource_name": f"MCP server at {state.issuer}",
+                }
+            ],
             "type": "object",
             "description": "RFC 9728 §2 metadata of the MCP endpoint.",
             "additionalProperties": False,
@@ -424,6 +433,15 @@ def _schemas(state: OAuthState) -> dict[str, Any]:
             "oneOf": variants,
         },
         "TokenResponse": {
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ3b3JrZXIifQ.c2lnbmF0dXJl",
+                    "token_type": "Bearer",
+                    "expires_in": 3600,
+                    "scope": "mcp:tools",
+                    "refresh_token": "q3zPZ8b3hK0pW1mS9dJx2yTqV4nL7cR6fA5eG8uI0oM",
+                }
+            ],
             "type": "object",
             "description": "RFC 6749 §5.1. The access token is an RFC 9068 JWT for the requested resource.",
             "required": ["access_token", "token_type", "expires_in", "scope"],
@@ -451,6 +469,21 @@ def _schemas(state: OAuthState) -> dict[str, Any]:
             | client_auth_fields,
         },
         "IntrospectionResponse": {
+            "examples": [
+                {"active": False},
+                {
+                    "active": True,
+                    "scope": "mcp:tools",
+                    "client_id": "n0Qm2s8Yb3kP1xVt",
+                    "sub": "n0Qm2s8Yb3kP1xVt",
+                    "aud": state.default_resource,
+                    "iss": state.issuer,
+                    "exp": 1767229200,
+                    "iat": 1767225600,
+                    "jti": "b9Xk2LwQp0Rz7VnT",
+                    "token_type": "Bearer",
+                },
+            ],
             "description": "RFC 7662 §2.2. Inactive for unknown, expired, revoked tokens and for tokens of "
             "other clients (unless the caller has the `introspect` privilege).",
             "oneOf": [
@@ -498,6 +531,20 @@ def _schemas(state: OAuthState) -> dict[str, Any]:
             },
         },
         "ClientInformation": {
+            "examples": [
+                {
+                    "client_id": "n0Qm2s8Yb3kP1xVt",
+                    "client_id_issued_at": 1767225600,
+                    "registration_client_uri": f"{state.issuer}/oauth/register/n0Qm2s8Yb3kP1xVt",
+                    "registration_access_token": "Zr4m8Vq1Lp6Tn2Xc9Hb5Jw3Ks7Df0Gy1Ua8Ee4Ri6Oo",
+                    "client_name": "Example MCP client",
+                    "redirect_uris": ["http://127.0.0.1:33418/callback"],
+                    "grant_types": ["authorization_code", "refresh_token"],
+                    "response_types": ["code"],
+                    "token_endpoint_auth_method": "none",
+                    "scope": " ".join(state.default_scopes),
+                }
+            ],
             "type": "object",
             "description": "RFC 7591 §3.2.1 / RFC 7592 §3: the registered metadata (never `null`) with the "
             "issued identifiers.",
@@ -528,6 +575,7 @@ def _schemas(state: OAuthState) -> dict[str, Any]:
             },
         },
         "WhoAmI": {
+            "examples": [{"sub": "alice", "client_id": "n0Qm2s8Yb3kP1xVt", "scope": "mcp:tools"}],
             "type": "object",
             "required": ["sub", "client_id", "scope"],
             "additionalProperties": False,

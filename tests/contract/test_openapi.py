@@ -31,7 +31,7 @@ from app import create_app
 from app.errors import StorageError
 from app.state import OAuthState
 from tests.conftest import ISSUER, base_config
-from tests.support.checks import basic, bearer
+from tests.support.checks import basic, bearer, nulls
 from tests.support.grants import REDIRECT, store_code
 from tests.support.people import PASSWORD, fast_authenticator, form, pkce_pair, redirect_params
 
@@ -98,6 +98,7 @@ def openapi_path(rule: str) -> str:
 def test_document_is_valid_openapi_3_1(doc: dict[str, Any]) -> None:
     assert doc["openapi"].startswith("3.1.")
     OpenAPIV31SpecValidator(doc).validate()
+    assert not nulls(doc), nulls(doc)  # a JSON response like the others: no null anywhere
 
 
 def test_servers_url_is_the_issuer(doc: dict[str, Any]) -> None:
@@ -173,7 +174,7 @@ def _examples(node: Any, pointer: str = "") -> Iterator[tuple[str, Any, str]]:
 
 def test_examples_validate_against_their_schemas(doc: dict[str, Any]) -> None:
     found = list(_examples(doc))
-    assert len(found) >= 8, found  # the document carries examples; this test must see them
+    assert len(found) >= 14, found  # the document carries examples; this test must see them
     for schema_pointer, value, where in found:
         errors = [e.message for e in validator_at(doc, schema_pointer).iter_errors(value)]
         assert not errors, (where, errors)
