@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
@@ -98,6 +99,15 @@ class RecordingTransport(httpx.WSGITransport):
             keys = response.json()["keys"] + self.extra_keys
             return httpx.Response(200, json={"keys": keys})
         return response
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """One app for the whole module: a refused forgery changes nothing (the revocation test
+    revokes only a token of its own)."""
+    app = create_app(base_config(tmp_path_factory.mktemp("jwt")))
+    yield app
+    app.extensions["mcp_oauth"].close()
 
 
 @pytest.fixture
