@@ -842,7 +842,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--worker-class", default="sync", choices=["sync", "gthread"], help="gunicorn worker class")
     p.add_argument("--gthreads", type=int, default=4, help="threads per gthread worker (default 4)")
     p.add_argument(
-        "--pool-guess", type=float, default=300, help="least req/s assumed when sizing a pool of codes or tokens"
+        "--pool-guess", type=float, default=150, help="least req/s assumed when sizing a pool of codes or tokens"
     )
     p.add_argument("--pool-max", type=int, default=30000, help="most single-use bodies made per measurement")
     p.add_argument("--wrk", default="wrk", help="the wrk binary")
