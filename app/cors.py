@@ -1,7 +1,7 @@
 """CORS (flask-cors) for the routes browser-based MCP clients call, such as the MCP Inspector.
 
-Covered: the metadata documents, JWKS, token, registration (RFC 7591/7592), revocation,
-introspection and the MCP routes. Not covered, on purpose: the authorize, login and consent
+Covered: the metadata documents, JWKS, the OpenAPI description, token, registration (RFC
+7591/7592), revocation, introspection and the MCP routes. Not covered, on purpose: the authorize, login and consent
 pages (a person's browser navigates to them; no script on another origin may read them).
 Credentials (cookies) are never allowed cross-origin: these routes authenticate with bearer
 tokens and client credentials, so ``Access-Control-Allow-Origin: *`` exposes nothing a
@@ -36,6 +36,7 @@ AS_PATHS = [
     r"^/\.well-known/openid-configuration$",
     r"^/\.well-known/oauth-protected-resource(/.*)?$",
     r"^/\.well-known/jwks\.json$",
+    r"^/openapi\.json$",  # public description, read by browser-based API tools
     r"^/oauth/token$",
     r"^/oauth/register(/[^/]+)?$",
     r"^/oauth/revoke$",

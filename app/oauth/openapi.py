@@ -1254,7 +1254,7 @@ def _paths(state: OAuthState) -> dict[str, Any]:
         **_mcp_ops(state),
         "/healthz": get_path(health, "optionsHealthz", False),
         "/metrics": get_path(metrics, "optionsMetrics", False),
-        "/openapi.json": get_path(openapi, "optionsOpenApi", False),
+        "/openapi.json": get_path(openapi, "optionsOpenApi", True),
         "/static/{filename}": {
             "parameters": [{"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}],
             **get_path(static, "optionsStatic", False),
@@ -1301,7 +1301,7 @@ def build_document(state: OAuthState) -> dict[str, Any]:
             "Form parameters are strict: UTF-8, each at most `OAUTH_MAX_PARAM_LENGTH` characters, none "
             "repeated; empty ones count as absent. Every path also answers `HEAD` (for `GET`) and `OPTIONS`; "
             "methods a path does not list get 405 with `Allow`. CORS allows any origin without credentials on "
-            "the metadata, JWKS, token, registration, introspection, revocation and MCP routes.",
+            "the metadata, JWKS, this document, token, registration, introspection, revocation and MCP routes.",
         },
         "servers": [{"url": state.issuer, "description": "The issuer (OAUTH_ISSUER)."}],
         "paths": _paths(state),

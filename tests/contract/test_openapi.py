@@ -436,6 +436,9 @@ def test_responses_conform_to_the_document(
         preflight = {"Origin": "http://127.0.0.1:3000", "Access-Control-Request-Method": "POST"}
         r = call("options", path, 200, headers=preflight)
         assert set(r.headers["Allow"].lower().split(", ")) == {m for m in item if m in HTTP_METHODS}
+        # The description says which paths allow CORS (by the preflight headers it lists).
+        cors = "Access-Control-Allow-Origin" in item["options"]["responses"]["200"]["headers"]
+        assert ("Access-Control-Allow-Origin" in r.headers) == cors, (template, dict(r.headers))
         plain = "{" not in template and not template.startswith(("/mcp", "/oauth/authorize", "/authorize"))
         if "head" in item and plain:
             call("head", path, 200)  # the others are reached above, with their credentials or parameters
