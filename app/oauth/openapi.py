@@ -1298,10 +1298,12 @@ def build_document(state: OAuthState) -> dict[str, Any]:
             "summary": "OAuth 2.1 authorization server and MCP endpoint for MCP clients and workers.",
             "description": "Every JSON response leaves absent members out (never `null`). OAuth errors follow "
             'RFC 6749 §5.2 with `Cache-Control: no-store`; `error_description` is ASCII without `"` or `\\`. '
-            "Form parameters are strict: UTF-8, each at most `OAUTH_MAX_PARAM_LENGTH` characters, none "
-            "repeated; empty ones count as absent. Every path also answers `HEAD` (for `GET`) and `OPTIONS`; "
-            "methods a path does not list get 405 with `Allow`. CORS allows any origin without credentials on "
-            "the metadata, JWKS, this document, token, registration, introspection, revocation and MCP routes.",
+            f"Request bodies are at most {state.config['MAX_CONTENT_LENGTH']} bytes (413 beyond). Form and "
+            f"query parameters are strict: UTF-8, each at most {state.config['OAUTH_MAX_PARAM_LENGTH']} "
+            "characters, none repeated; empty ones count as absent. Every path also answers `HEAD` (for "
+            "`GET`) and `OPTIONS`; methods a path does not list get 405 with `Allow`. CORS allows any origin "
+            "without credentials on the metadata, JWKS, this document, token, registration, introspection, "
+            "revocation and MCP routes.",
         },
         "servers": [{"url": state.issuer, "description": "The issuer (OAUTH_ISSUER)."}],
         "paths": _paths(state),
