@@ -15,6 +15,14 @@ authorization parameters as hidden fields and every POST validates them again fr
 exactly as a fresh request (so hidden fields are never trusted). Forms carry a CSRF token bound
 to the session cookie; the session holds only the signed-in person, the login time and a marker
 that ends the session when their password changes.
+
+Remembered consent (OAuth 2.1 §7.3.1): a decision the person asked to remember skips the consent
+page only for confidential clients, which must authenticate at the token endpoint, so a code
+obtained without the person seeing a page is useless to any other program. A public client
+(``none``, metadata-document clients included) cannot prove which program is asking (a loopback
+redirect matches on any port, so any local program can use its client ID): the person approves
+each of its requests. Its consent page offers no "remember" choice, a ``remember`` field sent
+anyway stores nothing, and ``prompt=none`` answers ``consent_required``.
 """
 
 from __future__ import annotations
@@ -394,14 +402,17 @@ def _interact(state: OAuthState, req: AuthorizationRequest, action: str | None, 
             raise AccessDeniedError("the person denied the request")
         if decision != "approve":
             raise ErrorPage("Invalid request", "The form did not say whether you approve or deny.")
-        if form.get("remember") == "yes":
+        if form.get("remember") == "yes" and _may_remember(req.verified.client):
             _remember(state, subject, req)
         audit.event("consent.granted", sub=subject, client_id=req.verified.client.client_id, scope=req.scopes)
         return _issue_code(state, req, subject)
 
-    if "consent" not in req.prompt and _consented(state, subject, req):
+    client = req.verified.client
+    if "consent" not in req.prompt and _may_remember(client) and _consented(state, subject, req):
         return _issue_code(state, req, subject)
     if "none" in req.prompt:
+        if not _may_remember(client):
+            raise ConsentRequiredError("the person approves each request of a public client")
         raise ConsentRequiredError("the person has not approved this request")
     return _consent_page(state, req, subject)
 
@@ -469,6 +480,13 @@ def _login(state: OAuthState, req: AuthorizationRequest, form: dict[str, str]) -
     session["marker"] = marker
     audit.event("login.succeeded", username=subject)
     return subject
+
+
+def _may_remember(client: Client) -> bool:
+    """Whether a remembered consent may approve this client's requests without the page: only
+    for confidential clients (OAuth 2.1 §7.3.1). A public client's code could be obtained by any
+    program that uses its client ID, so the person must see every request."""
+    return not client.is_public
 
 
 def _consented(state: OAuthState, subject: str, req: AuthorizationRequest) -> bool:
@@ -620,6 +638,7 @@ def _consent_page(state: OAuthState, req: AuthorizationRequest, subject: str) ->
         scopes=scopes,
         redirect_host=_redirect_host(req.verified.target),
         resource=req.resource,
+        rememberable=_may_remember(req.verified.client),
         **_form_context(state, req),
     )
 

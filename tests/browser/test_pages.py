@@ -95,7 +95,9 @@ def test_sign_in_approve_and_land_on_the_callback(page: Any, site: Site, callbac
     assert page.get_by_text("Unverified application.").is_visible()  # registered dynamically
     assert page.get_by_text("Call tools on the MCP server on your behalf").is_visible()
     assert page.get_by_text("127.0.0.1 (an application on this computer)").is_visible()
-    assert page.get_by_label("Remember my decision for this application").is_checked()
+    # A public client cannot prove its identity: no "remember" choice (OAuth 2.1 §7.3.1).
+    assert page.get_by_label("Remember my decision for this application").count() == 0
+    assert page.get_by_text("you will be asked every time it requests access").is_visible()
     page.screenshot(path=str(SCREENSHOTS / "consent.png"), full_page=True)
     # The same page for people with a dark colour scheme and on a phone-sized screen.
     page.emulate_media(color_scheme="dark")
@@ -127,8 +129,12 @@ def test_sign_in_approve_and_land_on_the_callback(page: Any, site: Site, callbac
     assert token.status_code == 200, token.text
     assert token.json()["scope"] == "mcp:tools"
 
-    # Consent was remembered: the next authorization goes straight back to the client.
+    # Still signed in, so no login; but a public client's request is shown to the person again.
+    reached = len(callback.paths)
     page.goto(authorize_url(site, callback, pkce()[1], "again"))
+    assert page.get_by_role("heading", name="Allow Browser Test Client to access your account?").is_visible()
+    assert len(callback.paths) == reached  # nothing reached the client without the person
+    page.get_by_role("button", name="Approve").click()
     assert landed(page, callback)["state"] == "again"
 
 

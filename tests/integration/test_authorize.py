@@ -484,6 +484,21 @@ def test_metadata_document_client_authorizes_and_exchanges(client: Any, state: A
     assert fetcher.calls == 1  # cached across the three requests
 
 
+def test_metadata_document_client_is_asked_about_every_request(client: Any, state: Any, alice: str) -> None:
+    """A metadata-document client is public: no "remember" choice, and a remember field sent
+    anyway stores nothing, so the next request shows the consent page again (OAuth 2.1 §7.3.1)."""
+    doc = {"client_id": CIMD_URL, "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+    _use_fetcher(state, FakeFetcher(doc))
+    r = sign_in(client, params(CIMD_URL))
+    assert "remember" not in form(r.get_data(as_text=True), "consent").checkboxes
+    assert "code" in approve(client, r, remember=True)  # sends remember=yes regardless
+    assert state.storage.get_consent("alice", CIMD_URL) is None
+    again = authorize(client, params(CIMD_URL))
+    assert again.status_code == 200 and form(again.get_data(as_text=True), "consent")
+    silent = authorize(client, params(CIMD_URL, prompt="none"))
+    assert_error_redirect(silent, "consent_required")
+
+
 def test_metadata_document_redirect_uri_must_be_listed(client: Any, state: Any) -> None:
     _use_fetcher(state, FakeFetcher({"client_id": CIMD_URL, "redirect_uris": [HTTPS_REDIRECT]}))
     assert_error_page(authorize(client, params(CIMD_URL)), text="not registered")

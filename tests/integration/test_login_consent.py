@@ -1,5 +1,6 @@
 """The person's side of the authorization endpoint: login (session cookie, throttling), consent
-(what is shown, Approve/Deny, remembered decisions), CSRF on every form."""
+(what is shown, Approve/Deny, remembered decisions for confidential clients only, OAuth 2.1
+§7.3.1), CSRF on every form."""
 
 from __future__ import annotations
 
@@ -38,6 +39,19 @@ def cli_client(make_client: Any) -> str:
         redirect_uris=(REDIRECT,),
         scope="mcp:tools mcp:resources mcp:prompts",
         client_name="Operator's Client",
+    )
+    return cid
+
+
+@pytest.fixture
+def web_client(make_client: Any) -> str:
+    """A confidential client (it authenticates at the token endpoint): remembered consent applies."""
+    cid, _ = make_client(
+        ("authorization_code", "refresh_token"),
+        auth_method="client_secret_basic",
+        redirect_uris=(REDIRECT,),
+        scope="mcp:tools mcp:resources mcp:prompts",
+        client_name="Operator's Web Client",
     )
     return cid
 
@@ -345,56 +359,123 @@ def test_unknown_action_is_refused(client: Any, cli_client: str, people: Any) ->
     assert out.status_code == 400 and "Location" not in out.headers
 
 
-def test_remembered_consent_skips_the_page_for_a_subset(client: Any, cli_client: str, people: Any, state: Any) -> None:
-    r = login(client, start(client, query(cli_client, scope="mcp:tools mcp:resources")))
+def test_remembered_consent_skips_the_page_for_a_subset(client: Any, web_client: str, people: Any, state: Any) -> None:
+    r = login(client, start(client, query(web_client, scope="mcp:tools mcp:resources")))
+    assert form(r.get_data(as_text=True), "consent").fields["remember"] == "yes"  # offered, ticked
     consent(client, r, "approve", remember=True)
-    stored = state.storage.get_consent("alice", cli_client)
+    stored = state.storage.get_consent("alice", web_client)
     assert stored is not None and stored.scopes == {"mcp:tools", "mcp:resources"}
     for scope in ("mcp:tools mcp:resources", "mcp:resources"):
-        out = start(client, query(cli_client, scope=scope))
+        out = start(client, query(web_client, scope=scope))
         assert out.status_code == 302
         assert set(redirect_params(out.headers["Location"])) == {"code", "state", "iss"}
     # A scope not yet approved asks again; approving it remembers the union.
-    r = start(client, query(cli_client, scope="mcp:prompts"))
+    r = start(client, query(web_client, scope="mcp:prompts"))
     assert is_consent_page(r)
     consent(client, r, "approve")
-    assert state.storage.get_consent("alice", cli_client).scopes == {"mcp:tools", "mcp:resources", "mcp:prompts"}
+    assert state.storage.get_consent("alice", web_client).scopes == {"mcp:tools", "mcp:resources", "mcp:prompts"}
 
 
-def test_consent_is_per_person(client: Any, cli_client: str, people: Any) -> None:
-    consent(client, login(client, start(client, query(cli_client))), "approve")
-    r = start(client, query(cli_client, prompt="login"))
+def test_consent_is_per_person(client: Any, web_client: str, people: Any, state: Any) -> None:
+    consent(client, login(client, start(client, query(web_client))), "approve")
+    assert state.storage.get_consent("alice", web_client) is not None
+    r = start(client, query(web_client, prompt="login"))
     assert is_consent_page(login(client, r, username="bob", password="bob's password"))
 
 
-def test_consent_not_remembered_without_the_checkbox(client: Any, cli_client: str, people: Any, state: Any) -> None:
-    consent(client, login(client, start(client, query(cli_client))), "approve", remember=False)
+def test_consent_not_remembered_without_the_checkbox(client: Any, web_client: str, people: Any, state: Any) -> None:
+    consent(client, login(client, start(client, query(web_client))), "approve", remember=False)
+    assert state.storage.get_consent("alice", web_client) is None
+    assert is_consent_page(start(client, query(web_client)))
+
+
+def test_prompt_consent_asks_even_when_remembered(client: Any, web_client: str, people: Any) -> None:
+    consent(client, login(client, start(client, query(web_client))), "approve")
+    assert start(client, query(web_client)).status_code == 302  # remembered
+    assert is_consent_page(start(client, query(web_client, prompt="consent")))
+
+
+def test_prompt_none(client: Any, web_client: str, people: Any) -> None:
+    out = start(client, query(web_client, prompt="none"))
+    got = redirect_params(out.headers["Location"])
+    assert got["error"] == "login_required" and got["iss"] == ISSUER
+    login(client, start(client, query(web_client)))
+    got = redirect_params(start(client, query(web_client, prompt="none")).headers["Location"])
+    assert got["error"] == "consent_required"
+    consent(client, start(client, query(web_client)), "approve")
+    got = redirect_params(start(client, query(web_client, prompt="none")).headers["Location"])
+    assert set(got) == {"code", "state", "iss"}
+
+
+def test_revoked_consent_asks_again(client: Any, web_client: str, people: Any, state: Any) -> None:
+    consent(client, login(client, start(client, query(web_client))), "approve")
+    assert start(client, query(web_client)).status_code == 302
+    state.storage.delete_consents(subject="alice", client_id=web_client)
+    assert is_consent_page(start(client, query(web_client)))
+
+
+# -- public clients: the person approves every request (OAuth 2.1 §7.3.1) ------------------------
+
+
+def test_public_client_consent_page_offers_no_remember_checkbox(
+    client: Any, cli_client: str, web_client: str, people: Any
+) -> None:
+    page = login(client, start(client, query(cli_client))).get_data(as_text=True)
+    f = form(page, "consent")
+    assert "remember" not in f.checkboxes and "remember" not in f.fields
+    assert "Remember my decision" not in page
+    assert "you will be asked every time it requests access" in page
+    confidential = start(client, query(web_client)).get_data(as_text=True)
+    assert form(confidential, "consent").checkboxes == {"remember": "yes"}
+    assert "asked every time" not in confidential
+
+
+@pytest.mark.parametrize("kind", ["operator", "self-registered"])
+def test_public_client_always_sees_the_consent_page(
+    client: Any, cli_client: str, dynamic_client: str, people: Any, state: Any, kind: str
+) -> None:
+    cid, target = (cli_client, REDIRECT) if kind == "operator" else (dynamic_client, "https://app.example.com/cb")
+    r = login(client, start(client, query(cid, target)))
+    assert set(redirect_params(consent(client, r, "approve").headers["Location"])) == {"code", "state", "iss"}
+    for _ in range(2):  # again and again: the page each time, never a code without it
+        r = start(client, query(cid, target))
+        assert is_consent_page(r), r.headers.get("Location")
+        assert redirect_params(consent(client, r, "approve").headers["Location"])["state"] == "s1"
+
+
+def test_forged_remember_from_a_public_client_stores_nothing(
+    client: Any, cli_client: str, people: Any, state: Any
+) -> None:
+    r = login(client, start(client, query(cli_client)))
+    f = form(r.get_data(as_text=True), "consent")
+    out = client.post(f.action, data=f.submit("approve", remember="yes"))
+    assert "code" in redirect_params(out.headers["Location"])  # the approval itself stands
     assert state.storage.get_consent("alice", cli_client) is None
     assert is_consent_page(start(client, query(cli_client)))
 
 
-def test_prompt_consent_asks_even_when_remembered(client: Any, cli_client: str, people: Any) -> None:
-    consent(client, login(client, start(client, query(cli_client))), "approve")
-    assert is_consent_page(start(client, query(cli_client, prompt="consent")))
+def test_stored_consent_for_a_public_client_is_not_honoured(
+    client: Any, cli_client: str, people: Any, state: Any
+) -> None:
+    """A consent stored for a public client (e.g. before this rule, or by an operator) approves
+    nothing: the page is shown, and prompt=none answers consent_required."""
+    from app.models import Consent
 
-
-def test_prompt_none(client: Any, cli_client: str, people: Any) -> None:
-    out = start(client, query(cli_client, prompt="none"))
-    got = redirect_params(out.headers["Location"])
-    assert got["error"] == "login_required" and got["iss"] == ISSUER
+    scopes = frozenset({"mcp:tools", "mcp:resources", "mcp:prompts"})
+    state.storage.save_consent(Consent("alice", cli_client, scopes, state.now()))
     login(client, start(client, query(cli_client)))
+    assert is_consent_page(start(client, query(cli_client, scope="mcp:tools")))
     got = redirect_params(start(client, query(cli_client, prompt="none")).headers["Location"])
-    assert got["error"] == "consent_required"
-    consent(client, start(client, query(cli_client)), "approve")
-    got = redirect_params(start(client, query(cli_client, prompt="none")).headers["Location"])
-    assert "code" in got
+    assert got["error"] == "consent_required" and got["state"] == "s1" and got["iss"] == ISSUER
+    assert "code" not in got
 
 
-def test_revoked_consent_asks_again(client: Any, cli_client: str, people: Any, state: Any) -> None:
+def test_prompt_none_for_a_public_client_is_consent_required_after_approval(
+    client: Any, cli_client: str, people: Any
+) -> None:
     consent(client, login(client, start(client, query(cli_client))), "approve")
-    assert start(client, query(cli_client)).status_code == 302
-    state.storage.delete_consents(subject="alice", client_id=cli_client)
-    assert is_consent_page(start(client, query(cli_client)))
+    got = redirect_params(start(client, query(cli_client, prompt="none")).headers["Location"])
+    assert got["error"] == "consent_required" and "code" not in got
 
 
 # -- CSRF ---------------------------------------------------------------------------------------

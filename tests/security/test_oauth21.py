@@ -23,6 +23,7 @@ from tests.security.conftest import (
     LOOPBACK,
     SELF_WEB,
     WEB,
+    Authorized,
     Clients,
     authorization_query,
     authorize,
@@ -664,6 +665,57 @@ def test_oauth21_7_3_consent_informs(client: FlaskClient, clients: Clients, alic
     assert "Desktop Client" in consent and "127.0.0.1" in consent
     for scope in ("mcp:tools", "mcp:resources"):
         assert state.scopes[scope] in consent
+
+
+def _approve_remembering(client: FlaskClient, client_id: str, target: str) -> dict[str, str]:
+    """Sign in as alice and approve with remember=yes, whether or not the page offers it."""
+    page = get_authorize(client, authorization_query(client_id, target, pkce_pair()[1]))
+    if 'value="login"' in page.get_data(as_text=True):
+        login = form(page.get_data(as_text=True), "login")
+        page = client.post(login.action, data=login.submit(username="alice", password=PASSWORD))
+    consent = form(page.get_data(as_text=True), "consent")
+    done = client.post(consent.action, data=consent.submit("approve", remember="yes"))
+    assert done.status_code == 303, done.get_data(as_text=True)[:300]
+    return redirect_params(done.headers["Location"])
+
+
+@pytest.mark.parametrize("kind", ["public-loopback", "self-registered"])
+def test_oauth21_7_3_no_silent_repeat_for_unproven_clients(
+    client: FlaskClient, clients: Clients, alice: str, state: Any, kind: str
+) -> None:
+    """A public client cannot prove who is asking: after the person approved the desktop client
+    (even with a forged remember=yes), another program on the same computer using its client ID
+    on its own loopback port gets the consent page, never a code, and prompt=none is refused."""
+    cid, target, other = (
+        (clients.public, LOOPBACK, "http://127.0.0.1:41234/callback")
+        if kind == "public-loopback"
+        else (clients.dynamic, SELF_WEB, SELF_WEB)
+    )
+    assert "code" in _approve_remembering(client, cid, target)
+    assert state.storage.get_consent("alice", cid) is None  # nothing remembered
+    page = get_authorize(client, authorization_query(cid, other, pkce_pair()[1]))
+    assert page.status_code == 200 and "Location" not in page.headers
+    assert "remember" not in form(page.get_data(as_text=True), "consent").checkboxes
+    silent = get_authorize(client, authorization_query(cid, other, pkce_pair()[1], prompt="none"))
+    got = redirect_params(silent.headers["Location"])
+    assert got["error"] == "consent_required" and "code" not in got and got["iss"] == ISSUER
+
+
+def test_oauth21_7_3_no_silent_repeat_for_unproven_clients_confidential(
+    client: FlaskClient, clients: Clients, alice: str, state: Any
+) -> None:
+    """A confidential client's identity is assured at the token endpoint: its remembered consent
+    skips the page, and the code it yields is worthless to anyone without the client's secret."""
+    cid, secret = clients.confidential
+    _approve_remembering(client, cid, WEB)
+    assert state.storage.get_consent("alice", cid) is not None
+    verifier, challenge = pkce_pair()
+    silent = get_authorize(client, authorization_query(cid, WEB, challenge, prompt="none"))
+    assert silent.status_code == 302
+    location = silent.headers["Location"]
+    got = Authorized(silent.status_code, location, redirect_params(location), verifier)
+    assert_invalid_client(exchange(client, got, cid, WEB))  # no secret: no tokens
+    assert exchange(client, got, cid, WEB, secret).status_code == 200
 
 
 def test_oauth21_7_4_client_cannot_pose_as_person(client: FlaskClient, clients: Clients) -> None:

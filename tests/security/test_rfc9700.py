@@ -122,12 +122,17 @@ def test_rfc9700_2_1_no_credential_forwarding(client: FlaskClient, clients: Clie
     login = form(page.get_data(as_text=True), "login")
     consent_page = client.post(login.action, data=login.submit(username="alice", password=PASSWORD))
     consent = form(consent_page.get_data(as_text=True), "consent")
-    r = client.post(consent.action, data=consent.submit("approve", remember="yes"))
+    r = client.post(consent.action, data=consent.submit("approve"))
     assert r.status_code == 303
-    # With consent remembered, the login POST itself ends in the redirect: 303 as well.
+    # A confidential client's consent can be remembered; then the login POST itself ends in the
+    # redirect: 303 as well.
+    conf = clients.confidential[0]
+    page = get_authorize(client, authorization_query(conf, LOOPBACK, challenge))
+    consent = form(page.get_data(as_text=True), "consent")
+    assert client.post(consent.action, data=consent.submit("approve", remember="yes")).status_code == 303
     with client.session_transaction() as s:
         s.clear()
-    page = get_authorize(client, authorization_query(clients.public, LOOPBACK, challenge))
+    page = get_authorize(client, authorization_query(conf, LOOPBACK, challenge))
     login = form(page.get_data(as_text=True), "login")
     r = client.post(login.action, data=login.submit(username="alice", password=PASSWORD))
     assert r.status_code == 303 and "code=" in r.headers["Location"]

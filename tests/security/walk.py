@@ -180,10 +180,8 @@ REQUIREMENTS: list[Requirement] = [
     R("oauth21", "7.3", "consent_informs", "AS SHOULD authenticate the person and show the client and the requested scope"),
     R("oauth21", "7.3", "consent_from_the_person", "Approval must come from the person's own review: sign-in and consent forms carry session-bound CSRF tokens, and a GET never approves"),
     R("oauth21", "7.3", "no_silent_repeat_for_unproven_clients",
-      "AS SHOULD NOT approve repeated requests automatically unless the client's identity is assured (7.3.1)",
-      "deviation: a consent the person ticked 'remember' for is honoured for any client, public loopback ones "
-      "included, as desktop MCP clients re-authorize often; prompt=consent forces the question, and "
-      "`oauth consent revoke` forgets it"),
+      "AS SHOULD NOT approve repeated requests automatically unless the client's identity is assured (7.3.1): "
+      "a remembered consent skips the page only for confidential clients; public ones are asked every time"),
     R("oauth21", "7.4", "client_cannot_pose_as_person", "AS SHOULD NOT let clients influence identifiers confusable with people"),
     R("oauth21", "7.5.1.1", "pkce_for_every_client", "AS MUST enforce PKCE (the OpenID nonce exception does not apply here)"),
     R("oauth21", "7.5.2", "plain_forbidden", "The plain code challenge method is forbidden"),
