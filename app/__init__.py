@@ -14,6 +14,7 @@ from app import audit, health, metrics
 from app.config import Defaults, check_types, load_unprefixed_env
 from app.errors import ConfigurationError, register_error_handlers
 from app.guard import EXTENSION, LocalResourceServer
+from app.sessions import CachedSignerSessionInterface
 from app.state import OAuthState
 
 
@@ -44,6 +45,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # One secret for every worker and restart: the first process to start stores it.
         app.config["SECRET_KEY"] = state.storage.set_setting_if_absent("secret_key", secrets.token_hex(32))
     # Login session cookie: no script access, not sent on cross-site POSTs, HTTPS-only when the issuer is.
+    app.session_interface = CachedSignerSessionInterface()
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",

@@ -61,6 +61,9 @@ def init_cors(app: Flask, paths: Iterable[str] | None = None, max_age: int = 600
         "expose_headers": EXPOSE_HEADERS,
         "supports_credentials": False,
         "max_age": max_age,
+        # Only answer requests that carry Origin (every CORS request does): the others, MCP
+        # workers and SDKs outside a browser, skip the header work on every response.
+        "always_send": False,
     }
     resources = {re.compile(path): options for path in (AS_PATHS + MCP_PATHS if paths is None else paths)}
     return CORS(app, resources=resources)

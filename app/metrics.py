@@ -124,7 +124,8 @@ def init_app(app: Flask) -> None:
         if response.status_code == 429:
             RATE_LIMITED.labels(endpoint).inc()
         if response.status_code == 200 and request.endpoint in _TOKEN_ENDPOINTS:
-            grant = request.form.get("grant_type", "")
+            # Set by the token view: parsing the form again here cost more than the whole grant.
+            grant = g.get("issued_grant", "")
             TOKENS_ISSUED.labels(grant if grant in app.extensions["mcp_oauth"].grants else "other").inc()
         return response
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import request
+from flask import g, request
 from flask.typing import ResponseReturnValue
 
 from app import audit
@@ -35,4 +35,5 @@ def issue_token() -> ResponseReturnValue:
         state.storage.touch_client(client.client_id, now)
     body = grant.issue(TokenRequest(params=params, client=client, remote_addr=request.remote_addr or ""))
     audit.token_issued(grant_type, body)
+    g.issued_grant = grant_type  # for the tokens-issued metric
     return no_store_json(body)

@@ -1,4 +1,10 @@
-"""Rate limiting on the ``limits`` library: moving-window counters in memory or Redis.
+"""Rate limiting on the ``limits`` library: sliding-window counters in memory or Redis.
+
+The sliding-window counter keeps two counters per key and weights the previous window by how
+much of it still overlaps, so a hit costs O(1) whatever the limit; the moving window keeps one
+timestamp per hit, and its cost grew with the limit (measured in docs/benchmarks.md). It may
+let a burst slightly exceed the limit at a window boundary, never more than the limit within
+one window.
 
 ``memory://`` counts per process (tests, one worker); ``redis://`` shares the counts across
 workers and instances. A ``key_prefix`` query parameter (default ``LIMITS``) namespaces the
@@ -15,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 from app.contracts import RateLimitResult
 
@@ -80,7 +86,7 @@ class InlineExpiryMemoryStorage(MemoryStorage):
 
 
 class LimitsRateLimiter:
-    """Moving-window rate limiter; ``limit`` strings use the limits syntax (``10/minute``)."""
+    """Sliding-window-counter rate limiter; ``limit`` strings use the limits syntax (``10/minute``)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -91,7 +97,7 @@ class LimitsRateLimiter:
             self.storage = InlineExpiryMemoryStorage(url)
         else:
             self.storage = storage_from_string(url, **options)
-        self.strategy = MovingWindowRateLimiter(self.storage)
+        self.strategy = SlidingWindowCounterRateLimiter(self.storage)
 
     @classmethod
     def from_url(cls, url: str) -> LimitsRateLimiter:
