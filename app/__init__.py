@@ -14,13 +14,13 @@ from app import audit, health, metrics
 from app.config import Defaults, check_types, load_unprefixed_env
 from app.errors import ConfigurationError, register_error_handlers
 from app.guard import EXTENSION, LocalResourceServer
-from app.sessions import CachedSignerSessionInterface
+from app.sessions import CachedSignerSessionInterface, OAuthFlask
 from app.state import OAuthState
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the authorization server. Bad config raises ConfigurationError here, not later."""
-    app = Flask(__name__, instance_relative_config=True)
+    app = OAuthFlask(__name__, instance_relative_config=True)
     app.config.from_object(Defaults)
     load_unprefixed_env(app.config)
     app.config.from_prefixed_env()

@@ -12,9 +12,9 @@ cookie would. The MCP routes additionally refuse foreign ``Origin`` values thems
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from flask import Flask
+from flask import Flask, Response, request
 from flask_cors import CORS
 
 ALLOW_HEADERS: list[str | re.Pattern[str]] = [
@@ -66,4 +66,20 @@ def init_cors(app: Flask, paths: Iterable[str] | None = None, max_age: int = 600
         "always_send": False,
     }
     resources = {re.compile(path): options for path in (AS_PATHS + MCP_PATHS if paths is None else paths)}
-    return CORS(app, resources=resources)
+    cors = CORS(app, resources=resources)
+    # Every CORS request (preflights included) carries Origin; MCP workers and SDKs outside a
+    # browser send none, and for them flask-cors's per-response path matching is pure cost.
+    hooks = app.after_request_funcs.setdefault(None, [])
+    for i, hook in enumerate(hooks):
+        if getattr(hook, "__name__", "") == "cors_after_request":
+            hooks[i] = _only_with_origin(hook)
+    return cors
+
+
+def _only_with_origin(hook: Callable[[Response], Response]) -> Callable[[Response], Response]:
+    def cors_after_request(response: Response) -> Response:
+        if "HTTP_ORIGIN" not in request.environ:
+            return response
+        return hook(response)
+
+    return cors_after_request

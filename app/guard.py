@@ -81,7 +81,7 @@ def authenticate(required_scopes: Iterable[str] = (), challenge: Challenge = Non
         needed = challenge() if callable(challenge) else challenge
     claims: TokenClaims | None = request.environ.get(_CLAIMS)
     if claims is None:
-        if "access_token" in request.args:
+        if b"access_token" in request.query_string and "access_token" in request.args:
             raise BearerInvalidRequestError(
                 "access tokens are accepted only in the Authorization header",
                 resource_metadata=rs.resource_metadata_url,

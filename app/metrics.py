@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask, Response, g, request
@@ -109,15 +110,27 @@ def init_app(app: Flask) -> None:
     def _start_timer() -> None:
         g.metrics_start = time.perf_counter()
 
+    # Labelled children, looked up once per label set: ``labels()`` takes a lock and rebuilds
+    # the key on every call. Label sets are bounded (URL rules x methods x statuses).
+    requests_by: dict[tuple[str, str, int], Any] = {}
+    latency_by: dict[str, Any] = {}
+
     @app.after_request
     def _record(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
         if endpoint == "/metrics":
             return response
-        REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        key = (endpoint, request.method, response.status_code)
+        counter = requests_by.get(key)
+        if counter is None:
+            counter = requests_by[key] = REQUESTS.labels(endpoint, request.method, str(response.status_code))
+        counter.inc()
         start = g.get("metrics_start")
         if start is not None:
-            LATENCY.labels(endpoint).observe(time.perf_counter() - start)
+            histogram = latency_by.get(endpoint)
+            if histogram is None:
+                histogram = latency_by[endpoint] = LATENCY.labels(endpoint)
+            histogram.observe(time.perf_counter() - start)
         error = _error_code(response)
         if error is not None:
             ERRORS.labels(error if error in _KNOWN_ERRORS else "other").inc()

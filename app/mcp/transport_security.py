@@ -74,6 +74,7 @@ class HostPolicy:
         own = urlsplit(base_url)
         self.any_host = False
         self.any_origin = False
+        self._host_answers: dict[str | None, bool] = {}
         self.hosts: set[tuple[str, int | None]] = set()  # exact (host, port); port None: no port sent
         self.any_port_hosts: set[str] = set()
         self.origins: set[tuple[str, str, int]] = set()
@@ -106,6 +107,16 @@ class HostPolicy:
             self.origins.add(origin)
 
     def host_allowed(self, host_header: str | None) -> bool:
+        """Whether ``Host`` names this resource (answers for recent values are remembered)."""
+        known = self._host_answers.get(host_header)
+        if known is not None:
+            return known
+        answer = self._host_allowed(host_header)
+        if len(self._host_answers) < 256:  # bounded: the header is the client's to choose
+            self._host_answers[host_header] = answer
+        return answer
+
+    def _host_allowed(self, host_header: str | None) -> bool:
         if self.any_host:
             return True
         if not host_header:

@@ -129,7 +129,7 @@ def test_wrong_password_shows_the_form_again(client: Any, cli_client: str, peopl
     assert is_login_page(r)
     assert "Wrong username or password." in r.get_data(as_text=True)
     assert 'value="alice"' in r.get_data(as_text=True)  # the username is kept
-    with client.session_transaction() as s:
+    with client.session_transaction("/oauth/authorize") as s:
         assert "sub" not in s
 
 
@@ -244,7 +244,7 @@ def test_consent_form_shown_to_someone_else_is_not_accepted(client: Any, cli_cli
     other = start(client, query(cli_client, prompt="login"))
     login(client, other, username="bob", password="bob's password")
     f = form(alice_page.get_data(as_text=True), "consent")
-    with client.session_transaction() as s:
+    with client.session_transaction("/oauth/authorize") as s:
         token = s["csrf"]
     r = client.post(f.action, data=f.submit("approve", csrf_token=token))
     assert is_consent_page(r)  # asked again, for bob
@@ -508,7 +508,7 @@ def test_login_without_the_right_csrf_token_is_refused(client: Any, cli_client: 
     f = form(start(client, query(cli_client)).get_data(as_text=True), "login")
     out = client.post(f.action, data=f.submit(username="alice", password=PASSWORD, csrf_token="nope"))
     assert out.status_code == 400
-    with client.session_transaction() as s:
+    with client.session_transaction("/oauth/authorize") as s:
         assert "sub" not in s
 
 
@@ -527,7 +527,7 @@ def test_switch_without_csrf_is_refused(client: Any, cli_client: str, people: An
     f = form(r.get_data(as_text=True), "switch")
     out = client.post(f.action, data=f.submit(csrf_token=None))
     assert out.status_code == 400
-    with client.session_transaction() as s:
+    with client.session_transaction("/oauth/authorize") as s:
         assert s.get("sub") == "alice"
 
 

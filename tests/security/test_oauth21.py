@@ -952,7 +952,7 @@ def test_oauth21_7_3_consent_from_the_person_login(
     login = form(page.get_data(as_text=True), "login")
     r = client.post(login.action, data=login.submit(username="alice", password=PASSWORD, csrf_token=csrf))
     assert r.status_code == 400 and "form has expired" in r.get_data(as_text=True)
-    with client.session_transaction() as session:
+    with client.session_transaction("/oauth/authorize") as session:
         assert "sub" not in session
     cookie = client.get_cookie("session")
     assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"

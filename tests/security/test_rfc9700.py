@@ -130,7 +130,7 @@ def test_rfc9700_2_1_no_credential_forwarding(client: FlaskClient, clients: Clie
     page = get_authorize(client, authorization_query(conf, LOOPBACK, challenge))
     consent = form(page.get_data(as_text=True), "consent")
     assert client.post(consent.action, data=consent.submit("approve", remember="yes")).status_code == 303
-    with client.session_transaction() as s:
+    with client.session_transaction("/oauth/authorize") as s:
         s.clear()
     page = get_authorize(client, authorization_query(conf, LOOPBACK, challenge))
     login = form(page.get_data(as_text=True), "login")
