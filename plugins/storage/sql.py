@@ -485,15 +485,29 @@ class SQLStorage:
             conn.execute(family_jtis.insert().values(family_id=family_id, jti=jti, expires_at=expires_at))
 
     def _revoke_family_jtis(self, conn: Connection, family_id: str) -> int:
-        rows = list(conn.execute(family_jtis.select().where(family_jtis.c.family_id == family_id)))
+        # DELETE ... RETURNING revokes exactly the rows it removes. A SELECT followed by a DELETE
+        # could, on PostgreSQL (READ COMMITTED), delete a jti committed between the two by a
+        # racing code exchange without revoking it, leaving that access token alive.
+        rows = list(
+            conn.execute(
+                family_jtis.delete()
+                .where(family_jtis.c.family_id == family_id)
+                .returning(family_jtis.c.jti, family_jtis.c.expires_at)
+            )
+        )
         for r in rows:
             self._revoke_jti(conn, r.jti, r.expires_at)
-        conn.execute(family_jtis.delete().where(family_jtis.c.family_id == family_id))
         return len(rows)
 
     def revoke_family(self, family_id: str, now: int) -> int:
         with self._write() as conn:
-            n = conn.execute(refresh_tokens.delete().where(refresh_tokens.c.family_id == family_id)).rowcount
+            doomed = refresh_tokens.delete().where(refresh_tokens.c.family_id == family_id)
+            n = conn.execute(doomed).rowcount
+            # Twice, for PostgreSQL (READ COMMITTED): a rotation that held a row of this family
+            # when the first DELETE started makes it wait, and then commits a successor the first
+            # DELETE's snapshot cannot see; the second DELETE starts after that commit and sees it.
+            # (A rotation that had not reached its row yet finds it deleted and fails.)
+            n += conn.execute(doomed).rowcount
             # Codes of the family can no longer be exchanged either.
             conn.execute(auth_codes.update().where(auth_codes.c.family_id == family_id).values(used=True))
             return n + self._revoke_family_jtis(conn, family_id)
