@@ -35,6 +35,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.core.strict_json import no_duplicates, reject_constant
 from app.models import Client
 
 MAX_BYTES = 64 * 1024
@@ -127,19 +128,6 @@ def _resolve_with_timeout(resolver: Resolver, host: str, port: int, timeout: flo
         raise MetadataDocumentError(f"looking up {host} took longer than {TIMEOUT:g} seconds") from None
     except (OSError, UnicodeError):
         raise MetadataDocumentError(f"the host {host} could not be found") from None
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 class MetadataFetcher:
@@ -263,7 +251,7 @@ class MetadataFetcher:
             conn.close()
         try:
             text = bytes(body).decode("utf-8")
-            doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+            doc = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=reject_constant)
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise MetadataDocumentError("the metadata document is not valid JSON") from None
         if not isinstance(doc, dict):

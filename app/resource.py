@@ -39,7 +39,7 @@ from app.guard import EXTENSION
 from app.models import TokenClaims
 from app.oauth.resource_metadata import WELL_KNOWN, metadata_url, protected_resource_metadata
 from app.state import canonical_resource
-from app.tokens import LEEWAY, VerifiedCache, check_typ, claims_from_payload
+from app.tokens import VerifiedCache, decode_jwt
 
 log = logging.getLogger("mcp_oauth")
 
@@ -47,7 +47,6 @@ log = logging.getLogger("mcp_oauth")
 # anyone who can read the JWKS mint tokens.
 ALLOWED_ALGS = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"})
 MAX_DOCUMENT_BYTES = 256 * 1024
-_REQUIRED = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"]
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -232,32 +231,11 @@ class RemoteResourceServer:
         return claims
 
     def _decode(self, token: str) -> TokenClaims:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidTokenError("token is malformed") from None
-        check_typ(header)
-        kid = header.get("kid")
-        key = self._key(kid) if isinstance(kid, str) else None
-        if key is None:
-            raise InvalidTokenError("token was signed by an unknown key")
-        try:
-            payload = jwt.decode(
-                token,
-                key.key,
-                algorithms=[key.alg],
-                audience=self.resource,
-                issuer=self.issuer,
-                leeway=LEEWAY,
-                options={"require": _REQUIRED},
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidTokenError("token has expired") from None
-        except jwt.InvalidAudienceError:
-            raise InvalidTokenError("token was not issued for this resource") from None
-        except jwt.PyJWTError as e:
-            raise InvalidTokenError(f"token is invalid: {e}") from None
-        return claims_from_payload(payload)
+        def key_for(kid: str) -> tuple[Any, str] | None:
+            key = self._key(kid)
+            return (key.key, key.alg) if key is not None else None
+
+        return decode_jwt(token, key_for, issuer=self.issuer, audience=self.resource)
 
     def _introspect(self, token: str) -> TokenClaims:
         key = hashlib.sha256(token.encode()).hexdigest()  # never keep the token itself around

@@ -46,6 +46,48 @@ def check_typ(header: dict[str, Any]) -> None:
         raise InvalidTokenError("token is not an RFC 9068 access token (typ must be at+jwt)")
 
 
+def decode_jwt(
+    token: str,
+    key_for: Callable[[str], tuple[Any, str] | None],
+    *,
+    issuer: str,
+    audience: str | None,
+    verify_exp: bool = True,
+) -> TokenClaims:
+    """Verify an RFC 9068 access token; the one place both verifiers (here and in a worker) do it.
+
+    ``key_for(kid)`` gives (public key, algorithm) or None. The algorithm comes from the key,
+    never from the token header (RFC 8725 §3.1). Raises InvalidTokenError.
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidTokenError("token is malformed") from None
+    check_typ(header)
+    kid = header.get("kid")
+    found = key_for(kid) if isinstance(kid, str) else None
+    if found is None:
+        raise InvalidTokenError("token was signed by an unknown key")
+    key, alg = found
+    try:
+        payload = jwt.decode(
+            token,
+            key,
+            algorithms=[alg],
+            audience=audience,
+            issuer=issuer,
+            leeway=LEEWAY,
+            options={"require": _REQUIRED, "verify_aud": audience is not None, "verify_exp": verify_exp},
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidTokenError("token has expired") from None
+    except jwt.InvalidAudienceError:
+        raise InvalidTokenError("token was not issued for this resource") from None
+    except jwt.PyJWTError as e:
+        raise InvalidTokenError(f"token is invalid: {e}") from None
+    return claims_from_payload(payload)
+
+
 class VerifiedCache:
     """Bounded cache of verified tokens: token string -> claims, dropped at ``exp``."""
 
@@ -120,36 +162,12 @@ class AccessTokens:
 
     def decode(self, token: str, audience: str | None, *, verify_exp: bool = True) -> TokenClaims:
         """Check signature, typ, iss, aud (when given) and exp. Raises InvalidTokenError."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidTokenError("token is malformed") from None
-        check_typ(header)
-        kid = header.get("kid")
-        key = self.keys.get(kid) if isinstance(kid, str) else None
-        if key is None:
-            raise InvalidTokenError("token was signed by an unknown key")
-        try:
-            payload = jwt.decode(
-                token,
-                key.public,
-                algorithms=[key.alg],
-                audience=audience,
-                issuer=self.issuer,
-                leeway=LEEWAY,
-                options={
-                    "require": _REQUIRED,
-                    "verify_aud": audience is not None,
-                    "verify_exp": verify_exp,
-                },
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidTokenError("token has expired") from None
-        except jwt.InvalidAudienceError:
-            raise InvalidTokenError("token was not issued for this resource") from None
-        except jwt.PyJWTError as e:
-            raise InvalidTokenError(f"token is invalid: {e}") from None
-        return claims_from_payload(payload)
+
+        def key_for(kid: str) -> tuple[Any, str] | None:
+            key = self.keys.get(kid)
+            return (key.public, key.alg) if key is not None else None
+
+        return decode_jwt(token, key_for, issuer=self.issuer, audience=audience, verify_exp=verify_exp)
 
     def verify(self, token: str, audience: str) -> TokenClaims:
         """Verified, unrevoked claims for ``audience``. Raises InvalidTokenError."""

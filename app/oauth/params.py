@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 
 from flask import request
 
+from app.core.strict_json import no_duplicates, reject_constant
 from app.errors import InvalidRequestError, UnsupportedMediaTypeError
 
 
@@ -69,7 +70,7 @@ def json_object() -> dict[str, Any]:
     body = request.get_data(cache=True)
     try:
         data = json.loads(
-            body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicates
+            body.decode("utf-8"), parse_constant=reject_constant, object_pairs_hook=no_duplicates
         )
     except UnicodeDecodeError:
         raise InvalidRequestError("request body is not valid UTF-8") from None
@@ -98,16 +99,3 @@ def _has_lone_surrogate(value: Any) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
