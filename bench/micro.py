@@ -126,7 +126,7 @@ def operations(workdir: str) -> tuple[Any, list[tuple[str, Callable[[], Any], fl
         ("client-secret check (SHA-256 + constant-time compare)", lambda: secrets.matches(secret, secret_hash), 5.0),
         ("client lookup (get_client, SQLite)", lambda: state.storage.get_client(cid), None),
         (
-            "rate-limit hit (limits moving window in memory, 1000 client keys in turn)",
+            "rate-limit hit (limits sliding-window counter in memory, 1000 client keys in turn)",
             lambda: limiter.hit("1000000/second", "RATELIMIT_TOKEN", next(keys)),
             None,
         ),
