@@ -30,7 +30,9 @@ def looks_like_jwt(token: str) -> bool:
 
 def _access_claims(state: OAuthState, token: str, *, verify_exp: bool = True) -> TokenClaims | None:
     try:
-        return state.access_tokens.decode(token, None, verify_exp=verify_exp)
+        if verify_exp:
+            return state.access_tokens.decode_cached(token)
+        return state.access_tokens.decode(token, None, verify_exp=False)
     except InvalidTokenError:
         return None
 

@@ -305,3 +305,17 @@ def test_token_signed_by_a_retired_key_verifies_until_the_key_expires() -> None:
     assert tokens.verify(token, AUD).sub == "worker-1"
     new_token, _ = issue(tokens)
     assert parts(new_token)[0]["kid"] == tokens.keys.current().kid != parts(token)[0]["kid"]
+
+
+def test_decode_cached_verifies_once_and_still_refuses_forgeries(app: Any) -> None:
+    """Introspection's path: a token seen before skips the signature check; a tampered one does not."""
+    state = app.extensions["mcp_oauth"]
+    with app.app_context():
+        token, _ = state.access_tokens.issue(subject="s", client_id="c", scope="mcp:tools", audience="http://x/mcp")
+        first = state.access_tokens.decode_cached(token)
+        assert state.access_tokens.cache.get(token, first.iat) is first
+        assert state.access_tokens.decode_cached(token) is first  # served from the cache
+        head, payload, sig = token.split(".")
+        forged = f"{head}.{payload}.{sig[:-4]}AAAA"
+        with pytest.raises(InvalidTokenError):
+            state.access_tokens.decode_cached(forged)
