@@ -19,7 +19,7 @@ from flask import current_app
 from app import contracts
 from app.contracts import Grant, RateLimiter, Storage, TokenStore
 from app.core import scopes as scope_util
-from app.errors import ConfigurationError, RateLimitedError, StorageError
+from app.errors import ConfigurationError, InvalidScopeError, RateLimitedError, StorageError
 from app.keys import KeyRing
 from app.limiting import FailOpenLimiter
 from app.models import Client
@@ -98,6 +98,24 @@ class TokenRequest:
     params: dict[str, str]
     client: Client
     remote_addr: str
+
+    def requested_scopes(self) -> list[str]:
+        """The ``scope`` parameter, parsed (empty when absent); raises invalid_scope if malformed."""
+        try:
+            return scope_util.parse(self.params.get("scope"))
+        except ValueError as e:
+            raise InvalidScopeError(str(e)) from None
+
+
+def narrow_scope(requested: list[str], allowed: list[str], refusal: str) -> str:
+    """The granted scope string: ``requested`` if within ``allowed`` (all of it when empty).
+
+    Raises invalid_scope with ``refusal`` when the request asks for more (RFC 6749 §3.3).
+    """
+    granted = scope_util.narrow(requested, allowed)
+    if granted is None:
+        raise InvalidScopeError(refusal)
+    return scope_util.join(granted)
 
 
 @dataclass

@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 from app.core import pkce, secrets
 from app.core import scopes as scope_util
-from app.errors import InvalidGrantError, InvalidRequestError, InvalidScopeError, InvalidTargetError
+from app.errors import InvalidGrantError, InvalidRequestError, InvalidTargetError
 from app.models import AuthorizationCode, Client
-from app.state import OAuthState, TokenRequest
+from app.state import OAuthState, TokenRequest, narrow_scope
 from plugins.grants._issue import family_revoked, issues_refresh_tokens, mint_pair, revoke_family
 
 
@@ -36,10 +36,7 @@ class AuthorizationCodeGrant:
             # Checked before the code is consumed: a request missing a required parameter is
             # malformed (invalid_request), and should not cost the client its code.
             raise InvalidRequestError("code_verifier is required (PKCE)")
-        try:
-            requested_scope = scope_util.parse(params.get("scope"))
-        except ValueError as e:
-            raise InvalidScopeError(str(e)) from None
+        requested_scope = request.requested_scopes()
 
         now = state.now()
         code, first_use = state.token_store.consume_code(secrets.token_hash(code_value), now)
@@ -112,10 +109,7 @@ class AuthorizationCodeGrant:
             raise InvalidGrantError("code_verifier does not match the code_challenge (PKCE)")
 
     def _scope(self, code: AuthorizationCode, requested: list[str]) -> str:
-        granted = scope_util.narrow(requested, scope_util.parse(code.scope))
-        if granted is None:
-            raise InvalidScopeError("scope may only narrow what the person approved")
-        return scope_util.join(granted)
+        return narrow_scope(requested, scope_util.parse(code.scope), "scope may only narrow what the person approved")
 
     def _resource(self, code: AuthorizationCode, params: dict[str, str]) -> str:
         if "resource" in params:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from app.core import scopes as scope_util
-from app.errors import InvalidScopeError, UnauthorizedClientError
-from app.state import OAuthState, TokenRequest
+from app.errors import UnauthorizedClientError
+from app.state import OAuthState, TokenRequest, narrow_scope
 
 
 def requested_resources(params: dict[str, str]) -> list[str]:
@@ -26,15 +25,12 @@ class ClientCredentialsGrant:
         client = request.client
         if client.is_public:
             raise UnauthorizedClientError("public clients cannot use client_credentials")
-        try:
-            requested = scope_util.parse(request.params.get("scope"))
-        except ValueError as e:
-            raise InvalidScopeError(str(e)) from None
-        granted = scope_util.narrow(requested, self.state.client_scopes(client))
-        if granted is None:
-            raise InvalidScopeError("scope asks for more than this client may have")
+        scope = narrow_scope(
+            request.requested_scopes(),
+            self.state.client_scopes(client),
+            "scope asks for more than this client may have",
+        )
         audience = self.state.resolve_resource(requested_resources(request.params))
-        scope = scope_util.join(granted)
         token, claims = self.state.access_tokens.issue(
             subject=client.client_id, client_id=client.client_id, scope=scope, audience=audience
         )

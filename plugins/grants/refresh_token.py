@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 from app import audit
 from app.core import refresh_crypto, secrets
 from app.core import scopes as scope_util
-from app.errors import InvalidGrantError, InvalidRequestError, InvalidScopeError, InvalidTargetError
+from app.errors import InvalidGrantError, InvalidRequestError, InvalidTargetError
 from app.models import RefreshToken
-from app.state import OAuthState, TokenRequest
+from app.state import OAuthState, TokenRequest, narrow_scope
 from plugins.grants._issue import mint_pair, revoke_family
 
 _REPLAYED = "refresh token was already used; its grant has been revoked"
@@ -44,10 +44,7 @@ class RefreshTokenGrant:
         value = params.get("refresh_token")
         if value is None:
             raise InvalidRequestError("refresh_token is required")
-        try:
-            requested_scope = scope_util.parse(params.get("scope"))
-        except ValueError as e:
-            raise InvalidScopeError(str(e)) from None
+        requested_scope = request.requested_scopes()
 
         now = state.now()
         old_hash = secrets.token_hash(value)
@@ -101,10 +98,7 @@ class RefreshTokenGrant:
         if "resource" in params and self.state.resolve_resource([params["resource"]]) != rt.resource:
             # RFC 8707 §2.2: a refresh token is bound to its resource.
             raise InvalidTargetError("resource differs from the one this refresh token is bound to")
-        granted = scope_util.narrow(requested, scope_util.parse(rt.scope))
-        if granted is None:
-            raise InvalidScopeError("refresh may narrow the scope, never widen it")
-        return scope_util.join(granted)
+        return narrow_scope(requested, scope_util.parse(rt.scope), "refresh may narrow the scope, never widen it")
 
     def _reuse(
         self,
