@@ -70,48 +70,44 @@ local function tidy(index, prefix)
 end
 """
 
+# store(rt, fam, sub, cli, prefix): write a refresh token from ARGV[2..9] (family, c s sc r i e,
+# hash) and index it in its family and its subject's and client's indexes, every key with a TTL.
+_STORE = _EXTEND + _TIDY + """
+local function store(rt, fam, sub, cli, prefix)
+  local exp = tonumber(ARGV[8])
+  redis.call('HSET', rt, 'f', ARGV[2], 'c', ARGV[3], 's', ARGV[4], 'sc', ARGV[5], 'r', ARGV[6],
+             'i', ARGV[7], 'e', ARGV[8])
+  redis.call('EXPIREAT', rt, exp)
+  redis.call('HSET', fam, 't' .. ARGV[9], '')
+  extend(fam, exp)
+  for _, index in ipairs({sub, cli}) do
+    redis.call('HSET', index, ARGV[2], '')
+    extend(index, exp)
+    tidy(index, prefix)
+  end
+end
+"""
+
 # KEYS: rt, fam, sub, cli.  ARGV: now, family, c s sc r i e, hash, rotated_at or '', blob or '',
 # prefix
-_SAVE_REFRESH = _EXTEND + _TIDY + """
-local exp = tonumber(ARGV[8])
-if exp <= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'f', ARGV[2], 'c', ARGV[3], 's', ARGV[4], 'sc', ARGV[5], 'r', ARGV[6],
-           'i', ARGV[7], 'e', ARGV[8])
+_SAVE_REFRESH = _STORE + """
+if tonumber(ARGV[8]) <= tonumber(ARGV[1]) then return 0 end
+store(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[12])
 if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'ro', ARGV[10]) end
 if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'sb', ARGV[11]) end
-redis.call('EXPIREAT', KEYS[1], exp)
-redis.call('HSET', KEYS[2], 't' .. ARGV[9], '')
-extend(KEYS[2], exp)
-redis.call('HSET', KEYS[3], ARGV[2], '')
-extend(KEYS[3], exp)
-tidy(KEYS[3], ARGV[12])
-redis.call('HSET', KEYS[4], ARGV[2], '')
-extend(KEYS[4], exp)
-tidy(KEYS[4], ARGV[12])
 return 1
 """
 
 # KEYS: old rt, new rt, fam, sub, cli.  ARGV: now, family, c s sc r i e (of the new token), new hash,
 # successor blob or '', prefix.  Returns 1 when this call rotated the token, 0 when it was unknown
 # or already rotated.
-_ROTATE = _EXTEND + _TIDY + """
+_ROTATE = _STORE + """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'ro') == 1 then
   return 0
 end
 redis.call('HSET', KEYS[1], 'ro', ARGV[1])
 if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'sb', ARGV[10]) end
-local exp = tonumber(ARGV[8])
-redis.call('HSET', KEYS[2], 'f', ARGV[2], 'c', ARGV[3], 's', ARGV[4], 'sc', ARGV[5], 'r', ARGV[6],
-           'i', ARGV[7], 'e', ARGV[8])
-redis.call('EXPIREAT', KEYS[2], exp)
-redis.call('HSET', KEYS[3], 't' .. ARGV[9], '')
-extend(KEYS[3], exp)
-redis.call('HSET', KEYS[4], ARGV[2], '')
-extend(KEYS[4], exp)
-tidy(KEYS[4], ARGV[11])
-redis.call('HSET', KEYS[5], ARGV[2], '')
-extend(KEYS[5], exp)
-tidy(KEYS[5], ARGV[11])
+store(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[11])
 return 1
 """
 
