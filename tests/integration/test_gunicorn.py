@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import secrets as pysecrets
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -58,6 +59,18 @@ def served_by(server: Server, phase: str) -> list[tuple[str, str, str]]:
     return out
 
 
+def logged_once(server: Server, phase: str) -> tuple[str, str, str]:
+    """The one access-log line of ``phase``; gunicorn writes it after sending the response, so
+    the line may trail the response by a moment."""
+    deadline = time.monotonic() + 10
+    lines = served_by(server, phase)
+    while not lines and time.monotonic() < deadline:
+        time.sleep(0.05)
+        lines = served_by(server, phase)
+    assert len(lines) == 1, (phase, lines)
+    return lines[0]
+
+
 def fan_out(n: int, request: Callable[[int], httpx.Response]) -> list[httpx.Response]:
     """``n`` requests, four at a time, each on its own connection."""
     with ThreadPoolExecutor(4) as pool:
@@ -100,7 +113,7 @@ def test_issue_introspect_revoke_refuse_across_workers(server: tuple[Server, dic
     )
     assert r.status_code == 200, r.text
     token = r.json()["access_token"]
-    [(issuer_pid, _, _)] = served_by(srv, phase("issue"))
+    issuer_pid, _, _ = logged_once(srv, phase("issue"))
     bearer = {"Authorization": f"Bearer {token}", **fresh}
 
     def introspect(name: str) -> Callable[[int], httpx.Response]:
@@ -129,7 +142,7 @@ def test_issue_introspect_revoke_refuse_across_workers(server: tuple[Server, dic
         f"{srv.url}/oauth/revoke?phase={phase('revoke')}", data={"token": token}, auth=auth, headers=fresh, timeout=30
     )
     assert r.status_code == 200
-    [(revoker_pid, _, _)] = served_by(srv, phase("revoke"))
+    revoker_pid, _, _ = logged_once(srv, phase("revoke"))
 
     def inactive(r: httpx.Response) -> None:
         assert r.status_code == 200 and r.json() == {"active": False}, r.text
