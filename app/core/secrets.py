@@ -16,6 +16,16 @@ def new_token(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+def new_identifier(nbytes: int = 16) -> str:
+    """A URL-safe random identifier (client IDs, family IDs) that never starts with ``-``, so it
+    can be passed to the CLI (``oauth client rotate-secret ID``) without being read as an option.
+    A leading ``-`` is re-drawn rather than replaced, which keeps every allowed value equally likely."""
+    while True:
+        value = secrets.token_urlsafe(nbytes)
+        if not value.startswith("-"):
+            return value
+
+
 def token_hash(value: str) -> bytes:
     """The SHA-256 digest stored in place of a secret."""
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()

@@ -76,7 +76,7 @@ def new_client(
     reg_token = secrets.new_token()
     ttl = int(state.config["OAUTH_CLIENT_SECRET_TTL"])
     client = Client(
-        client_id=secrets.new_token(16),
+        client_id=secrets.new_identifier(),
         metadata=metadata,
         issued_at=now,
         secret_hash=secrets.token_hash(secret) if secret else None,

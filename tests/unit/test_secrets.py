@@ -45,3 +45,14 @@ def test_token_hash_accepts_lone_surrogates() -> None:
 )
 def test_matches(value: str, stored: bytes | None, expected: bool) -> None:
     assert secrets.matches(value, stored) is expected
+
+
+def test_identifiers_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A client ID such as "-wBon..." was read as an option by `oauth client rotate-secret ID`.
+    draws = iter(["-leading", "--twice", "ok-value"])
+    monkeypatch.setattr(secrets.secrets, "token_urlsafe", lambda n: next(draws))
+    assert secrets.new_identifier() == "ok-value"
+    monkeypatch.undo()
+    values = [secrets.new_identifier() for _ in range(2000)]  # ~31 would start with "-" unchecked
+    assert not [v for v in values if v.startswith("-")]
+    assert all(len(v) == 22 for v in values)
