@@ -1,6 +1,7 @@
 """Side-by-side HTTP benchmark: every target under gunicorn, loaded by wrk, in one run.
 
-Each server (the bare Flask ceiling, this server on each storage backend, ...) runs under
+Each server (the bare Flask ceiling, this server on each storage backend, the Authlib peer
+reference in ``bench/authlib_peer.py``, ...) runs under
 gunicorn with the same settings on a free 127.0.0.1 port. A run is ``--rounds`` rounds; each
 round measures every target once for ``--duration`` seconds, round-robin, starting one target
 later each round, with the bare route measured again after every ``--bare-every`` targets. The
@@ -8,14 +9,18 @@ machine is small and shared, so absolute req/s mean little: what is reported is,
 the median over rounds of (target req/s / bare req/s measured on either side of it in the same
 round), with min-max, plus the server's CPU time per request, which other load barely moves.
 Results go to ``bench/results/<time>.json`` and into ``docs/benchmarks.md`` between the
-``bench:run:<worker class>`` markers (the rest of the document is hand-written).
+``bench:run:<worker class>`` markers (the rest of the document is hand-written), with a
+comparison against the Authlib reference and a chart, ``docs/benchmarks-<worker class>.png``
+(``bench/chart.py``), next to the document.
 
     .venv/bin/python bench/run.py                         # the whole suite, defaults
     .venv/bin/python bench/run.py --rounds 3 --duration 10 --targets bare,token_cc,whoami
     .venv/bin/python bench/run.py --list                  # the targets and whether they can run
+    .venv/bin/python bench/run.py --rounds 1 --duration 2 --doc /tmp/benchmarks.md   # a trial run
 
 A target is one entry of ``TARGETS`` below: the server it hits, the request (method, path,
-headers, a fixed body or a pool of single-use bodies) and the goal ratio, if any.
+headers, a fixed body or a pool of single-use bodies) and its goal ratios, if any, each with
+the issue that set it.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -81,6 +86,7 @@ class ServerSpec:
     needs: tuple[str, ...] = ()  # "postgresql", "redis", or repository paths that must exist
     after: tuple[str, ...] = ()  # servers that must be up first
     probe: str = "/healthz"
+    db_env: str = ""  # not ours: the variable that gets a SQLite file path in the work directory
 
 
 @dataclass
@@ -95,17 +101,30 @@ class Request:
     expect: int = 200
 
 
+class Goal(NamedTuple):
+    """A least ratio to ``bare``, and the issue that set it."""
+
+    ratio: float
+    issue: int
+
+
 @dataclass(frozen=True)
 class Target:
-    """One benchmark row: a request against a server, with an optional goal ratio to ``bare``."""
+    """One benchmark row: a request against a server, with goal ratios to ``bare``, if any
+    (oldest first: a later issue may raise the bar; every goal is shown, the last is current)."""
 
     name: str
     title: str
     server: str
     build: Callable[[Fixture], Request]
-    goal: float | None = None
+    goals: tuple[Goal, ...] = ()
     issue: int = 2
     needs: tuple[str, ...] = ()
+
+    @property
+    def goal(self) -> float | None:
+        """The current goal: the one set last."""
+        return self.goals[-1].ratio if self.goals else None
 
 
 class Fixture:
@@ -308,10 +327,49 @@ def _refresh(fx: Fixture) -> Request:
     return Request("POST", "/oauth/token", {"Content-Type": FORM}, pool=lambda n: grants.refresh_pool(fx, n))
 
 
+PEER_CLIENT_ID = "bench-peer"
+PEER_CLIENT_SECRET = "bench-peer-secret-0123456789abcdef0123456789abcdef"
+PEER_TOKEN_BODY = "grant_type=client_credentials&scope=mcp%3Atools"
+
+
+def _peer_basic() -> str:
+    return "Basic " + base64.b64encode(f"{PEER_CLIENT_ID}:{PEER_CLIENT_SECRET}".encode()).decode()
+
+
+def _peer_token(fx: Fixture) -> Request:
+    """The Authlib reference's token endpoint, with the client it creates at start."""
+    return Request("POST", "/oauth/token", {"Authorization": _peer_basic(), "Content-Type": FORM}, body=PEER_TOKEN_BODY)
+
+
+def _peer_whoami(fx: Fixture) -> Request:
+    """The Authlib reference's protected route, with a token it issued (over HTTP, now)."""
+    r = urllib.request.Request(
+        fx.url + "/oauth/token",
+        data=PEER_TOKEN_BODY.encode(),
+        method="POST",
+        headers={"Authorization": _peer_basic(), "Content-Type": FORM},
+    )
+    with urllib.request.urlopen(r, timeout=10) as resp:
+        token = json.load(resp)["access_token"]
+    return Request("GET", "/whoami", {"Authorization": "Bearer " + token})
+
+
 SERVERS: dict[str, ServerSpec] = {
     s.name: s
     for s in [
         ServerSpec("bare", app="bench.bare_app:app", oauth=False, probe="/ping"),
+        ServerSpec(
+            "peer",
+            app="bench.authlib_peer:create_app()",
+            env=lambda ports: {
+                "AUTHLIB_PEER_ISSUER": f"http://127.0.0.1:{ports['peer']}",
+                "AUTHLIB_PEER_CLIENT_ID": PEER_CLIENT_ID,
+                "AUTHLIB_PEER_CLIENT_SECRET": PEER_CLIENT_SECRET,
+            },
+            oauth=False,
+            probe="/jwks.json",
+            db_env="AUTHLIB_PEER_DB",
+        ),
         # The worker's resource is listed so the AS may mint tokens for it (RFC 8707).
         ServerSpec("sqlite", env=lambda ports: {"OAUTH_RESOURCES": worker_resource(ports)}),
         ServerSpec(
@@ -346,12 +404,36 @@ SERVERS: dict[str, ServerSpec] = {
 
 TARGETS: list[Target] = [
     Target("bare", "bare Flask JSON route (ceiling)", "bare", _bare),
-    Target("token_cc", "client_credentials token issue (sqlite)", "sqlite", _token_cc, goal=0.50),
-    Target("whoami", "protected route, JWT validated (GET /mcp/whoami)", "sqlite", _whoami, goal=0.70),
-    Target("introspect", "introspection of an access token (sqlite)", "sqlite", _introspect, issue=6),
+    Target(
+        "token_cc",
+        "client_credentials token issue (sqlite)",
+        "sqlite",
+        _token_cc,
+        goals=(Goal(0.50, issue=2), Goal(0.60, issue=6)),
+    ),
+    Target("peer_token", "Authlib reference: client_credentials token issue (sqlite)", "peer", _peer_token, issue=6),
+    Target(
+        "whoami", "protected route, JWT validated (GET /mcp/whoami)", "sqlite", _whoami, goals=(Goal(0.70, issue=2),)
+    ),
+    Target("peer_whoami", "Authlib reference: route validating its JWTs", "peer", _peer_whoami, issue=6),
+    Target(
+        "introspect",
+        "introspection of an access token (sqlite)",
+        "sqlite",
+        _introspect,
+        goals=(Goal(0.70, issue=6),),
+        issue=6,
+    ),
     Target("code_exchange", "authorization_code exchange, PKCE (sqlite)", "sqlite", _code_exchange, issue=3),
     Target("refresh", "refresh_token grant with rotation (sqlite)", "sqlite", _refresh, issue=3),
-    Target("mcp_call", "MCP tools/call whoami, JWT validated (POST /mcp)", "sqlite", _mcp_call, issue=4),
+    Target(
+        "mcp_call",
+        "MCP tools/call whoami, JWT validated (POST /mcp)",
+        "sqlite",
+        _mcp_call,
+        goals=(Goal(0.85, issue=6),),
+        issue=4,
+    ),
     Target("worker_whoami", "worker app: JWT validated with the AS's JWKS", "worker", _worker_whoami, issue=4),
     Target("token_cc_pg", "client_credentials token issue (postgresql)", "postgresql", _token_cc, issue=5),
     Target("refresh_pg", "refresh_token grant (postgresql)", "postgresql", _refresh, issue=5),
@@ -359,6 +441,14 @@ TARGETS: list[Target] = [
     Target("refresh_redis", "refresh_token grant (sqlite + redis)", "redis", _refresh, issue=5),
     Target("token_cc_pg_redis", "client_credentials token issue (postgresql + redis)", "pg_redis", _token_cc, issue=5),
     Target("refresh_pg_redis", "refresh_token grant (postgresql + redis)", "pg_redis", _refresh, issue=5),
+]
+
+# Our rows and the Authlib reference row doing the same work (issue 6: ahead on every row).
+PEER_PAIRS: list[tuple[str, str]] = [
+    ("token_cc", "peer_token"),
+    ("whoami", "peer_whoami"),
+    ("mcp_call", "peer_whoami"),
+    ("worker_whoami", "peer_whoami"),
 ]
 
 
@@ -383,6 +473,8 @@ def base_env(spec: ServerSpec, ports: Ports, workdir: Path, extra: list[str] | N
         "RATELIMIT_TOKEN": HIGH_LIMIT,
     }
     env.update(spec.env(ports))
+    if spec.db_env:
+        env[spec.db_env] = str(workdir / f"{spec.name}.sqlite3")
     if spec.oauth:
         for item in extra or []:
             key, sep, value = item.partition("=")
@@ -723,6 +815,40 @@ def paired_ratios(rounds: list[list[dict[str, Any]]], name: str) -> list[float]:
     return ratios
 
 
+def ratios_by_round(rounds: list[list[dict[str, Any]]], name: str) -> list[float | None]:
+    """Per round, ``name``'s paired ratio to bare (the mean if measured more than once), or None."""
+    out: list[float | None] = []
+    for measured in rounds:
+        ratios = paired_ratios([measured], name)
+        out.append(statistics.mean(ratios) if ratios else None)
+    return out
+
+
+def versus_peer(rounds: list[list[dict[str, Any]]], names: list[str]) -> list[dict[str, Any]]:
+    """Each of our rows against the Authlib reference row doing the same work (``PEER_PAIRS``):
+    per round, our ratio to bare divided by the reference's ratio to bare in the same round
+    (each against the bare route measured around it), then the median and min-max over rounds.
+    Above 1, ours served more requests per second. Pairs with a row not run are left out."""
+    out = []
+    for ours, peer in PEER_PAIRS:
+        if ours not in names or peer not in names:
+            continue
+        pairs = zip(ratios_by_round(rounds, ours), ratios_by_round(rounds, peer), strict=True)
+        values = [a / b for a, b in pairs if a is not None and b]
+        if values:
+            out.append(
+                {
+                    "ours": ours,
+                    "peer": peer,
+                    "ratio": statistics.median(values),
+                    "ratio_min": min(values),
+                    "ratio_max": max(values),
+                    "ratios": values,
+                }
+            )
+    return out
+
+
 def summarise(rounds: list[list[dict[str, Any]]], names: list[str]) -> dict[str, dict[str, Any]]:
     """Medians per target, and the paired ratio to ``bare`` per round (median, min, max)."""
     out: dict[str, dict[str, Any]] = {}
@@ -747,7 +873,60 @@ def summarise(rounds: list[list[dict[str, Any]]], names: list[str]) -> dict[str,
     return out
 
 
-def markdown(result: dict[str, Any]) -> str:
+def goal_text(goals: list[dict[str, Any]], ratio: float | None) -> str:
+    """The goal cell: every goal with the issue that set it, met or not by the median ratio."""
+    cells = []
+    for g in goals:
+        met = ratio is not None and ratio >= g["ratio"]
+        cells.append(f">= {g['ratio']:.2f} (issue {g['issue']}): {'met' if met else '**not met**'}")
+    return "; ".join(cells)
+
+
+def target_goals(t: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A result's goals for one target (results written before ``goals`` have only ``goal``)."""
+    if "goals" in t:
+        return list(t["goals"])
+    return [{"ratio": t["goal"], "issue": t.get("issue")}] if t.get("goal") is not None else []
+
+
+def peer_markdown(comparison: list[dict[str, Any]], rounds: int) -> list[str]:
+    """The lines below the table: our rows against the Authlib reference."""
+    if not comparison:
+        return []
+    lines = [
+        "",
+        "Against the Authlib reference (`bench/authlib_peer.py`: Authlib's Flask `AuthorizationServer`, "
+        "RFC 9068 JWTs signed ES256, its `ResourceProtector` validating them, the client read from "
+        "SQLite per request): per round, our ratio to bare divided by the reference's ratio to bare "
+        f"in the same round; median (min-max) over {rounds} round{'s' if rounds != 1 else ''}. "
+        "Above 1, ours is ahead.",
+        "",
+        "| ours | Authlib reference | ours / reference: median (min-max) | ahead? |",
+        "|---|---|---|---|",
+    ]
+    for c in comparison:
+        if c["ratio_min"] > 1:
+            verdict = "ahead in every round"
+        elif c["ratio"] > 1:
+            verdict = "ahead on the median, not in every round"
+        else:
+            verdict = "**not ahead**"
+        lines.append(
+            f"| `{c['ours']}` | `{c['peer']}` | **{c['ratio']:.2f}** ({c['ratio_min']:.2f}-{c['ratio_max']:.2f}) "
+            f"| {verdict} |"
+        )
+    ahead = all(c["ratio"] > 1 for c in comparison)
+    shown = ", ".join(f"`{c['ours']}`" for c in comparison)
+    lines += [
+        "",
+        f"Goal (issue 6), ahead of the Authlib reference on every row ({shown}): "
+        + ("met." if ahead else "**not met**."),
+    ]
+    return lines
+
+
+def markdown(result: dict[str, Any], image: str | None = None) -> str:
+    """The generated section; ``image``, when given, is the chart's path relative to the document."""
     s = result["settings"]
     m = result["machine"]
     lines = [
@@ -779,11 +958,7 @@ def markdown(result: dict[str, Any]) -> str:
             if name == "bare"
             else f"**{row['ratio']:.2f}** ({row['ratio_min']:.2f}-{row['ratio_max']:.2f})"
         )
-        if t["goal"] is None:
-            goal = ""
-        else:
-            met = row["ratio"] is not None and row["ratio"] >= t["goal"]
-            goal = f">= {t['goal']:.2f}: {'met' if met else '**not met**'}"
+        goal = goal_text(target_goals(t), row["ratio"])
         notes = []
         if row["errors"]:
             notes.append(f"{row['errors']} errors of {row['requests']} requests")
@@ -794,6 +969,9 @@ def markdown(result: dict[str, Any]) -> str:
             f"| `{name}`: {title} | {row['rps']:.0f} ({row['rps_min']:.0f}-{row['rps_max']:.0f}) | "
             f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['cpu_us']:.0f} | {ratio} | {goal} |"
         )
+    lines += peer_markdown(result.get("versus_peer", []), s["rounds"])
+    if image is not None:
+        lines += ["", f"![Ratio to the bare route per target, median and min-max, with the goals]({image})"]
     if result["skipped"]:
         lines += ["", "Not run: " + "; ".join(f"`{k}` ({v})" for k, v in result["skipped"].items()) + "."]
     lines += ["", f"Raw data: `{result['raw']}` (not committed)."]
@@ -846,7 +1024,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--pool-max", type=int, default=30000, help="most single-use bodies made per measurement")
     p.add_argument("--wrk", default="wrk", help="the wrk binary")
-    p.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
+    p.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md nor draw the chart")
+    p.add_argument(
+        "--doc",
+        type=Path,
+        default=DOC,
+        metavar="PATH",
+        help="the document to update (default docs/benchmarks.md); the chart goes next to it",
+    )
     p.add_argument(
         "--env",
         action="append",
@@ -937,8 +1122,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for t in TARGETS:
             state = f"skipped: {skipped[t.name]}" if t.name in skipped else "ready"
-            goal = f"goal >= {t.goal}" if t.goal else ""
-            print(f"{t.name:20} {t.server:16} issue {t.issue}  {goal:12} {state}  {t.title}")
+            goal = ", ".join(f">= {g.ratio:.2f} (issue {g.issue})" for g in t.goals)
+            print(f"{t.name:20} {t.server:16} issue {t.issue}  {goal:36} {state}  {t.title}")
         return 0
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -993,7 +1178,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [p.target.name for p in preps]
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     raw_path = RESULTS / f"run-{args.worker_class}-{stamp}.json"
-    shown_args = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-doc"]
+    shown_args = shown_command(argv if argv is not None else sys.argv[1:])
     result = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "commit": git_commit(),
@@ -1018,6 +1203,7 @@ def main(argv: list[str] | None = None) -> int:
                 "title": p.target.title,
                 "server": p.target.server,
                 "goal": p.target.goal,
+                "goals": [g._asdict() for g in p.target.goals],
                 "issue": p.target.issue,
             }
             for p in preps
@@ -1025,15 +1211,38 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
         "rounds": rounds,
         "summary": summarise(rounds, names),
+        "versus_peer": versus_peer(rounds, names),
         "raw": str(raw_path.relative_to(ROOT)),
     }
     raw_path.write_text(json.dumps(result, indent=1))
-    text = markdown(result)
-    print("\n" + text)
+    print("\n" + markdown(result))
     if not args.no_doc:
-        update_doc(f"run:{args.worker_class}", text)
-        print(f"\nupdated {DOC.relative_to(ROOT)}; raw data in {raw_path.relative_to(ROOT)}")
+        from bench.chart import draw
+
+        doc: Path = args.doc.resolve()
+        image = doc.parent / f"benchmarks-{args.worker_class}.png"
+        update_doc(f"run:{args.worker_class}", markdown(result, image=image.name), doc)
+        draw(result, image)
+        print(f"\nupdated {shown_path(doc)} and {shown_path(image)}; raw data in {raw_path.relative_to(ROOT)}")
     return 0
+
+
+def shown_command(argv: list[str]) -> list[str]:
+    """The arguments that shape the measurement (where the report goes does not)."""
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--doc":
+            skip = True
+        elif a != "--no-doc" and not a.startswith("--doc="):
+            out.append(a)
+    return out
+
+
+def shown_path(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 if __name__ == "__main__":
