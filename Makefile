@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint bench
+.PHONY: install serve test lint bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,9 @@ lint: install
 bench: install
 	$(BIN)/python bench/micro.py
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Soak run (about 3 minutes, PostgreSQL + Redis on 127.0.0.1): two minutes of mixed traffic against
+# 2 gunicorn workers, then every acknowledged write read back; fails on a 5xx, a lost write or
+# growing worker memory. Rewrites its section of docs/benchmarks.md; e.g. SOAK_ARGS="--duration 300".
+soak: install
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
