@@ -105,7 +105,7 @@ class RemoteResourceServer:
         self._keys_fetched_at = 0.0  # monotonic time of the last successful JWKS fetch
         self._last_attempt = -1e9  # monotonic time of the last fetch attempt (rate limit)
         self._last_forced = -1e9  # ... and of the last one forced by an unknown kid
-        self._verified = VerifiedCache(cache_size)
+        self._verified: VerifiedCache[TokenClaims] = VerifiedCache(cache_size)
         self._introspected: OrderedDict[str, tuple[TokenClaims, float]] = OrderedDict()
         self._cache_size = cache_size
 

@@ -13,13 +13,15 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import jwt
 
 from app.errors import InvalidTokenError
 from app.keys import KeyRing
 from app.models import TokenClaims
+
+V = TypeVar("V")
 
 LEEWAY = 30  # seconds of clock skew tolerated on exp/iat/nbf
 _REQUIRED = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"]
@@ -88,29 +90,48 @@ def decode_jwt(
     return claims_from_payload(payload)
 
 
-class VerifiedCache:
-    """Bounded cache of verified tokens: token string -> claims, dropped at ``exp``."""
+class TokenResponse(dict[str, Any]):
+    """A token endpoint response body (RFC 6749 §5.1) that also carries the access token's
+    claims, so the ``token.issued`` audit line need not decode the token just minted. Grants
+    may return a plain dict instead; the audit line then reads the claims from the JWT."""
 
-    def __init__(self, size: int) -> None:
+    __slots__ = ("claims",)
+
+    def __init__(self, body: dict[str, Any], claims: dict[str, Any]) -> None:
+        super().__init__(body)
+        self.claims = claims
+
+
+def _token_expiry(claims: TokenClaims) -> float:
+    return claims.exp + LEEWAY
+
+
+class VerifiedCache(Generic[V]):
+    """Bounded cache of verified values (tokens, MCP session ids): key -> value, dropped when
+    ``expires(value)`` has passed, oldest first when full. By default the values are access
+    token claims, dropped at ``exp`` plus the leeway the guard allows."""
+
+    def __init__(self, size: int, expires: Callable[[V], float] = _token_expiry) -> None:  # type: ignore[assignment]
         self.size = size
-        self._data: OrderedDict[str, TokenClaims] = OrderedDict()
+        self.expires = expires
+        self._data: OrderedDict[str, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, token: str, now: float) -> TokenClaims | None:
-        claims = self._data.get(token)
-        if claims is None:
+    def get(self, key: str, now: float) -> V | None:
+        value = self._data.get(key)
+        if value is None:
             return None
-        if claims.exp + LEEWAY <= now:
+        if self.expires(value) <= now:
             with self._lock:
-                self._data.pop(token, None)
+                self._data.pop(key, None)
             return None
-        return claims
+        return value
 
-    def put(self, token: str, claims: TokenClaims) -> None:
+    def put(self, key: str, value: V) -> None:
         if self.size <= 0:
             return
         with self._lock:
-            self._data[token] = claims
+            self._data[key] = value
             while len(self._data) > self.size:
                 self._data.popitem(last=False)
 
@@ -130,7 +151,7 @@ class AccessTokens:
         self.issuer = issuer
         self.ttl = ttl
         self.is_revoked = is_revoked
-        self.cache = VerifiedCache(cache_size)
+        self.cache: VerifiedCache[TokenClaims] = VerifiedCache(cache_size)
 
     def issue(
         self,

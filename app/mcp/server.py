@@ -129,7 +129,8 @@ class MCPServer:
         claims = current_token()
         if request.mimetype != "application/json":
             raise HTTPReply(415, p.RpcError(p.INVALID_REQUEST, "Unsupported Media Type: send application/json"))
-        if request.headers.get("Accept") and request.accept_mimetypes.quality("application/json") == 0:
+        accept = request.headers.get("Accept")
+        if accept and not _accepts_json(accept):
             raise HTTPReply(406, p.RpcError(p.INVALID_REQUEST, "Not Acceptable: the answer is application/json"))
         header_version = request.headers.get(VERSION_HEADER)
         if header_version is not None and header_version not in p.SUPPORTED_VERSIONS:
@@ -388,3 +389,15 @@ def mcp_blueprint(name: str, import_name: str) -> Blueprint:
     bp.add_url_rule("", endpoint="rpc", view_func=_post, methods=["POST"])
     bp.add_url_rule("", endpoint="end_session", view_func=_delete, methods=["DELETE"])
     return bp
+
+
+_JSON_RANGES = frozenset({"application/json", "application/*", "*/*"})
+
+
+def _accepts_json(accept: str) -> bool:
+    """Whether an ``Accept`` header allows ``application/json``. Without parameters (what MCP
+    clients send: ``application/json, text/event-stream``) a set lookup answers; with any
+    (``q=0`` refuses a type) werkzeug parses the header."""
+    if ";" not in accept:
+        return not _JSON_RANGES.isdisjoint(part.strip().lower() for part in accept.split(","))
+    return request.accept_mimetypes.quality("application/json") > 0

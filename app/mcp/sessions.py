@@ -20,6 +20,7 @@ from typing import Protocol
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app.models import TokenClaims
+from app.tokens import VerifiedCache
 
 SESSION_TTL = 24 * 3600  # seconds a session id stays valid after initialize
 MAX_ID_LENGTH = 512
@@ -63,10 +64,16 @@ class Session:
 class SessionManager:
     """Issues and checks session ids."""
 
-    def __init__(self, secret_key: str | bytes, revocations: Revocations, ttl: int = SESSION_TTL) -> None:
+    def __init__(
+        self, secret_key: str | bytes, revocations: Revocations, ttl: int = SESSION_TTL, cache_size: int = 10000
+    ) -> None:
         self._serializer = URLSafeTimedSerializer(secret_key, salt="mcp-session")
         self.revocations = revocations
         self.ttl = ttl
+        # Ids whose signature was checked, until they expire: the HMAC, base64 and JSON of an id
+        # cost more than the rest of a tools/call. An ended session is still refused on every
+        # request (the revocation list is read each time, as for access tokens).
+        self._verified: VerifiedCache[Session] = VerifiedCache(cache_size, expires=lambda s: s.issued_at + ttl)
 
     def new(self, version: str, claims: TokenClaims) -> Session:
         nonce = secrets.token_urlsafe(12)
@@ -80,15 +87,24 @@ class SessionManager:
         forged, expired, ended or belongs to someone else (all answered alike: 404)."""
         if not sid or len(sid) > MAX_ID_LENGTH:
             return None
+        session = self._verified.get(sid, time.time())
+        if session is None:
+            session = self._verify(sid)
+            if session is None:
+                return None
+            self._verified.put(sid, session)
+        if session.subject != claims.sub or session.client_id != claims.client_id:
+            return None
+        if self.revocations.is_jti_revoked(self._key(session.nonce)):
+            return None
+        return session
+
+    def _verify(self, sid: str) -> Session | None:
         try:
             payload, signed_at = self._serializer.loads(sid, max_age=self.ttl, return_timestamp=True)
         except BadSignature:  # SignatureExpired is a BadSignature too
             return None
         if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in "nvsc"):
-            return None
-        if payload["s"] != claims.sub or payload["c"] != claims.client_id:
-            return None
-        if self.revocations.is_jti_revoked(self._key(payload["n"])):
             return None
         return Session(sid, payload["n"], payload["v"], payload["s"], payload["c"], int(signed_at.timestamp()))
 

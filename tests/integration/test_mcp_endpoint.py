@@ -434,6 +434,25 @@ def test_accept_without_json_is_406(client: FlaskClient, tok: str) -> None:
     assert call(client, tok, sid, "ping", headers={"Accept": "*/*"}).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [
+        ("application/json, text/event-stream", 200),
+        ("TEXT/EVENT-STREAM ,  Application/JSON", 200),
+        ("application/*", 200),
+        ("text/event-stream", 406),
+        ("application/jsonx, text/json", 406),
+        ("application/json;q=0, text/event-stream", 406),
+        ("application/json; q=0.5, text/event-stream", 200),
+        ("*/*;q=0.1", 200),
+        ("text/event-stream, */*;q=0", 406),
+    ],
+)
+def test_accept_header_forms(client: FlaskClient, tok: str, accept: str, status: int) -> None:
+    sid = open_session(client, tok)
+    assert call(client, tok, sid, "ping", headers={"Accept": accept}).status_code == status
+
+
 # -- Host and Origin (DNS rebinding) ---------------------------------------------------------
 
 

@@ -149,6 +149,30 @@ def test_sessions_expire() -> None:
     assert manager.get(manager.new("2025-11-25", claims()).id, claims()) is None
 
 
+def test_verified_session_cache_keeps_every_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session id's signature is checked once; the caller binding, the end of the session and
+    its expiry are still checked on every request."""
+    manager = SessionManager("secret", MemoryRevocations(), ttl=100)
+    session = manager.new("2025-11-25", claims())
+    assert manager.get(session.id, claims()) is not None  # verified and cached
+    calls: list[str] = []
+    original = manager._serializer.loads
+    monkeypatch.setattr(manager._serializer, "loads", lambda *a, **k: calls.append("loads") or original(*a, **k))
+    assert manager.get(session.id, claims()) is not None
+    assert calls == []  # served from the cache
+    assert manager.get(session.id, claims(sub="bob")) is None
+    # Past its lifetime the cached entry is dropped and the signature check refuses the id.
+    later = time.time() + 101
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert manager.get(session.id, claims()) is None
+    assert calls == ["loads"]
+    monkeypatch.undo()
+    other = manager.new("2025-11-25", claims())
+    assert manager.get(other.id, claims()) is not None
+    manager.end(other)
+    assert manager.get(other.id, claims()) is None
+
+
 # -- tools -----------------------------------------------------------------------------------
 
 
