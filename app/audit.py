@@ -70,6 +70,9 @@ def configure() -> None:
     log.setLevel(logging.INFO)
 
 
+_PLAIN = (str, int, float, bool)
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, frozenset | set | tuple):
         return sorted(value) if isinstance(value, frozenset | set) else list(value)
@@ -77,19 +80,33 @@ def _clean(value: Any) -> Any:
 
 
 def event(name: str, **fields: Any) -> None:
-    """Log one audit event as a JSON line. Never raises (an audit line must not fail a request)."""
+    """Log one audit event as a JSON line. Never raises (an audit line must not fail a request).
+
+    On the token endpoint's hot path, so it skips what logging would spend on nothing: no line is
+    built when the logger would drop it, and the record is made with ``makeRecord`` rather than
+    ``log.info``, which walks the stack for a caller (file and line) that a JSON line never shows.
+    Handlers, filters and levels apply as usual (``Logger.handle``).
+    """
+    if not log.isEnabledFor(logging.INFO):
+        return
     record: dict[str, Any] = {"event": name, "ts": round(time.time(), 3)}
     if has_request_context():
         record["ip"] = request.remote_addr or ""
     for key, value in fields.items():
         if value is None:
             continue
-        record[key] = "[redacted]" if key.lower() in SECRET_FIELDS else _clean(value)
+        if key in SECRET_FIELDS or key.lower() in SECRET_FIELDS:
+            record[key] = "[redacted]"
+        else:
+            record[key] = value if type(value) in _PLAIN else _clean(value)
     try:
-        line = json.dumps(record, separators=(",", ":"), default=str, ensure_ascii=True)
+        line = _dumps(record)
     except (TypeError, ValueError):
         line = json.dumps({"event": name, "ts": record["ts"], "error": "unserializable fields"})
-    log.info(line)
+    log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, line, None, None, "event"))
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=True).encode
 
 
 def jwt_claims(token: str) -> dict[str, Any]:
@@ -109,8 +126,10 @@ def jwt_claims(token: str) -> dict[str, Any]:
 
 def token_issued(grant: str, body: Mapping[str, Any]) -> None:
     """``token.issued`` for a token-endpoint response body: ids and scope, never the tokens."""
-    access = body.get("access_token")
-    claims = jwt_claims(access) if isinstance(access, str) else {}
+    claims = getattr(body, "claims", None)
+    if not isinstance(claims, dict):
+        access = body.get("access_token")
+        claims = jwt_claims(access) if isinstance(access, str) else {}
     event(
         "token.issued",
         grant=grant,

@@ -114,16 +114,20 @@ def init_app(app: Flask) -> None:
     # the key on every call. Label sets are bounded (URL rules x methods x statuses).
     requests_by: dict[tuple[str, str, int], Any] = {}
     latency_by: dict[str, Any] = {}
+    issued_by: dict[str, Any] = {}
 
     @app.after_request
     def _record(response: Response) -> Response:
-        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not six
+        rule = req.url_rule
+        endpoint = rule.rule if rule is not None else "unmatched"
         if endpoint == "/metrics":
             return response
-        key = (endpoint, request.method, response.status_code)
+        status = response.status_code
+        key = (endpoint, req.method, status)
         counter = requests_by.get(key)
         if counter is None:
-            counter = requests_by[key] = REQUESTS.labels(endpoint, request.method, str(response.status_code))
+            counter = requests_by[key] = REQUESTS.labels(endpoint, req.method, str(status))
         counter.inc()
         start = g.get("metrics_start")
         if start is not None:
@@ -131,15 +135,21 @@ def init_app(app: Flask) -> None:
             if histogram is None:
                 histogram = latency_by[endpoint] = LATENCY.labels(endpoint)
             histogram.observe(time.perf_counter() - start)
-        error = _error_code(response)
-        if error is not None:
-            ERRORS.labels(error if error in _KNOWN_ERRORS else "other").inc()
-        if response.status_code == 429:
-            RATE_LIMITED.labels(endpoint).inc()
-        if response.status_code == 200 and request.endpoint in _TOKEN_ENDPOINTS:
+        if status >= 300:
+            error = _error_code(response)
+            if error is not None:
+                ERRORS.labels(error if error in _KNOWN_ERRORS else "other").inc()
+            if status == 429:
+                RATE_LIMITED.labels(endpoint).inc()
+        elif status == 200 and req.endpoint in _TOKEN_ENDPOINTS:
             # Set by the token view: parsing the form again here cost more than the whole grant.
             grant = g.get("issued_grant", "")
-            TOKENS_ISSUED.labels(grant if grant in app.extensions["mcp_oauth"].grants else "other").inc()
+            if grant not in app.extensions["mcp_oauth"].grants:
+                grant = "other"
+            issued = issued_by.get(grant)
+            if issued is None:
+                issued = issued_by[grant] = TOKENS_ISSUED.labels(grant)
+            issued.inc()
         return response
 
     app.add_url_rule("/metrics", endpoint="metrics", view_func=render, methods=["GET"])

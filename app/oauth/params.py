@@ -39,13 +39,13 @@ def _decode_pairs(raw: str, max_len: int) -> dict[str, str]:
 
 def form_params(max_len: int = 4096) -> dict[str, str]:
     """The form body of a POST, strictly parsed. Raises InvalidRequestError / 415."""
-    mimetype = request.mimetype
-    if mimetype != "application/x-www-form-urlencoded":
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    if req.mimetype != "application/x-www-form-urlencoded":
         raise UnsupportedMediaTypeError("send parameters as application/x-www-form-urlencoded")
-    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    charset = req.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaTypeError("only the utf-8 charset is accepted")
-    body = request.get_data(cache=True)
+    body = req.get_data(cache=True)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

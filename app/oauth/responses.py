@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response
+from flask.json.provider import _default
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+# What ``jsonify`` produces outside debug mode (compact, sorted keys, ASCII, Flask's encoder for
+# dates and dataclasses), without its per-call lookups of the app and its JSON provider: every
+# token, introspection and registration response goes through here.
+_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=True, default=_default).encode
 
 
 def drop_none(body: dict[str, Any]) -> dict[str, Any]:
@@ -15,7 +22,6 @@ def drop_none(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def no_store_json(body: dict[str, Any], status: int = 200) -> Response:
-    response = jsonify(drop_none(body))
-    response.status_code = status
+    response = Response(_encode(drop_none(body)) + "\n", status, mimetype="application/json")
     response.headers.update(NO_STORE)
     return response

@@ -27,6 +27,7 @@ from app import audit
 from app.core import secrets
 from app.models import Client, RefreshToken
 from app.state import OAuthState
+from app.tokens import TokenResponse
 
 # Revoked jtis are kept this long past the token's exp: the guard accepts tokens up to
 # app.tokens.LEEWAY seconds after exp, so the revocation must outlive that.
@@ -76,12 +77,10 @@ def mint_pair(
     exp = int(claims["exp"])
     # Recorded before anything makes the pair valid: see the module docstring.
     state.token_store.add_family_jti(family_id, str(claims["jti"]), exp + REVOCATION_MARGIN)
-    body: dict[str, Any] = {
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": exp - int(claims["iat"]),
-        "scope": scope,
-    }
+    body = TokenResponse(
+        {"access_token": access, "token_type": "Bearer", "expires_in": exp - int(claims["iat"]), "scope": scope},
+        claims,
+    )
     record: RefreshToken | None = None
     if refresh_scope is not None:
         value = secrets.new_token()

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from app.errors import UnauthorizedClientError
 from app.state import OAuthState, TokenRequest, narrow_scope
+from app.tokens import TokenResponse
 
 
 def requested_resources(params: dict[str, str]) -> list[str]:
@@ -34,9 +35,10 @@ class ClientCredentialsGrant:
         token, claims = self.state.access_tokens.issue(
             subject=client.client_id, client_id=client.client_id, scope=scope, audience=audience
         )
-        return {
+        body = {
             "access_token": token,
             "token_type": "Bearer",
             "expires_in": claims["exp"] - claims["iat"],
             "scope": scope,
         }
+        return TokenResponse(body, claims)
