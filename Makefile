@@ -33,12 +33,16 @@ test: install
 lint: install
 	$(BIN)/ruff check app plugins tests bench examples
 
-# Benchmarks (Debian's wrk; about 10 minutes): in-process timings, then every HTTP target side by
-# side under gunicorn. Both rewrite their sections of docs/benchmarks.md; raw data in
-# bench/results/. Options go through BENCH_ARGS, e.g. BENCH_ARGS="--rounds 5 --targets token_cc".
+# Benchmarks (Debian's wrk; about 25 minutes): in-process timings, then every HTTP target (the
+# Authlib reference server in bench/authlib_peer.py included) side by side under gunicorn with 2
+# sync workers, then the main rows again with 2 gthread workers. Each step rewrites its section of
+# docs/benchmarks.md and draws docs/benchmarks-<worker class>.png; raw data in bench/results/.
+# Options go through BENCH_ARGS, e.g. BENCH_ARGS="--rounds 5 --targets bare,token_cc".
+GTHREAD_TARGETS := bare,token_cc,peer_token,whoami,peer_whoami,introspect,mcp_call
 bench: install
 	$(BIN)/python bench/micro.py
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/run.py --worker-class gthread --targets $(GTHREAD_TARGETS) $(BENCH_ARGS)
 
 # Soak run (about 3 minutes, PostgreSQL + Redis on 127.0.0.1): two minutes of mixed traffic against
 # 2 gunicorn workers, then every acknowledged write read back; fails on a 5xx, a lost write or
