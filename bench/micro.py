@@ -52,6 +52,10 @@ def measure(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
 
 def operations(workdir: str) -> tuple[Any, list[tuple[str, Callable[[], Any], float | None]]]:
     """Build an app on SQLite in ``workdir``; return it and (name, callable, goal in us) rows."""
+    import jwt
+    import jwt.utils
+    from flask import Flask
+
     from app import create_app
     from app.core import secrets
     from app.oauth.params import _decode_pairs
@@ -103,6 +107,27 @@ def operations(workdir: str) -> tuple[Any, list[tuple[str, Callable[[], Any], fl
     def verify_uncached() -> Any:
         return uncached.verify(token, aud)
 
+    # The floor under an uncached validation: the ES256 signature check alone, on the key object.
+    signing_input, _, signature_b64 = token.rpartition(".")
+    key = state.keys.current()
+    algorithm = jwt.get_algorithm_by_name(key.alg)
+    signature = jwt.utils.base64url_decode(signature_b64)
+
+    def signature_only() -> Any:
+        assert algorithm.verify(signing_input.encode(), key.public, signature)
+
+    # Machine calibration: the same test client on a bare Flask route. Absolute figures move a
+    # lot between machines (this table on a faster VM gave about half of every figure); the
+    # ratio of a row to this one moves much less.
+    bare = Flask("bare")
+    bare.get("/ping")(lambda: {"ok": True})
+    bare_http = bare.test_client()
+
+    def bare_request() -> Any:
+        r = bare_http.get("/ping")
+        assert r.status_code == 200
+        return r
+
     def token_request() -> Any:
         r = http.post(
             "/oauth/token",
@@ -123,6 +148,7 @@ def operations(workdir: str) -> tuple[Any, list[tuple[str, Callable[[], Any], fl
         ("verified-token cache hit alone", cache_hit, None),
         ("revocation lookup (is_jti_revoked, SQLite)", lambda: state.token_store.is_jti_revoked(jti), None),
         ("token validation, uncached (ES256 verify + claims + revocation)", verify_uncached, 150.0),
+        ("ES256 signature check alone (PyJWT's algorithm on the key)", signature_only, None),
         ("client-secret check (SHA-256 + constant-time compare)", lambda: secrets.matches(secret, secret_hash), 5.0),
         ("client lookup (get_client, SQLite)", lambda: state.storage.get_client(cid), None),
         (
@@ -139,6 +165,7 @@ def operations(workdir: str) -> tuple[Any, list[tuple[str, Callable[[], Any], fl
         ),
         ("POST /oauth/token through the Flask test client", token_request, None),
         ("GET /mcp/whoami through the Flask test client", whoami_request, None),
+        ("GET on a bare Flask JSON route through the test client (machine calibration)", bare_request, None),
     ]
     if limiter is None:
         rows = [r for r in rows if not r[0].startswith("rate-limit")]

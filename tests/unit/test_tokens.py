@@ -170,6 +170,24 @@ def test_refuses_wrong_typ(tokens: AccessTokens, typ: str | None) -> None:
     assert "typ" in refusal(tokens, token)
 
 
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: "no-dots-at-all",
+        lambda t: "!!!!." + t.split(".", 1)[1],  # header is not base64url
+        lambda t: base64.urlsafe_b64encode(b"[1,2]").decode().rstrip("=") + "." + t.split(".", 1)[1],  # not an object
+        lambda t: "A" * 4096 + "." + t.split(".", 1)[1],  # oversized header
+        lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),  # signature changed
+        lambda t: t + "!",  # junk in the signature (PyJWT's strict character check)
+    ],
+)
+def test_refuses_malformed_tokens(tokens: AccessTokens, mangle: Any) -> None:
+    """The header is read once without verification, only to pick the key by kid; everything
+    else is PyJWT's strict parse and the signature check."""
+    token, _ = issue(tokens)
+    assert refusal(tokens, mangle(token))
+
+
 def test_accepts_the_media_type_spelling_of_typ(tokens: AccessTokens) -> None:
     _, claims = issue(tokens)
     assert tokens.verify(resign(tokens, claims, typ="application/at+jwt"), AUD).sub == "worker-1"
