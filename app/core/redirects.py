@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _FORBIDDEN_SCHEMES = frozenset({"javascript", "data", "file", "vbscript", "about", "blob", "ftp", "ws", "wss"})
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*$")
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
 def problem(uri: str) -> str | None:
@@ -21,7 +22,7 @@ def problem(uri: str) -> str | None:
         return "must be a non-empty string"
     if len(uri) > 2000:
         return "is longer than 2000 characters"
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in uri):
+    if _SPACE_OR_CONTROL.search(uri):
         return "contains spaces or control characters"
     if not uri.isascii():
         # RFC 3986 URIs are ASCII; the URI ends up in a Location header (percent-encode the rest).

@@ -6,6 +6,7 @@ does not understand, and real MCP clients send extra fields.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,16 +34,18 @@ PERSON_GRANTS = frozenset({"authorization_code", "refresh_token"})
 # (validate.Regexp anchors only the start, hence the \Z.)
 _GRANT_TYPE = r"(?:[a-z][a-z0-9_]{0,63}|[a-zA-Z][a-zA-Z0-9+.\-]*:[\x21-\x7e]{1,200})\Z"
 
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# C0 and C1 controls, DEL, and the bidirectional embeddings, overrides and isolates.
+_CONTROL_OR_BIDI = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _plain_text(value: str) -> None:
     """No control or bidirectional-override characters: these values end up on pages and in logs.
     No unpaired surrogates either: a metadata document's JSON may escape one (CIMD), and the page
     showing it could not be encoded."""
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in _BIDI_CONTROLS for c in value):
+    if _CONTROL_OR_BIDI.search(value):
         raise ValidationError("must not contain control or bidirectional-override characters")
-    if any("\ud800" <= c <= "\udfff" for c in value):
+    if _SURROGATE.search(value):
         raise ValidationError("must not contain unpaired surrogates")
 
 
