@@ -92,6 +92,10 @@ GOOD = {
 def test_whoami_checks_the_jwt(
     client: FlaskClient, db: Path, claims: dict[str, Any], header: dict[str, str], status: int
 ) -> None:
+    # NOW was taken when the module was collected, possibly minutes ago in a full run: shift the
+    # times so that GOOD is still valid (and the expired case still expired) now.
+    shift = int(time.time()) - NOW
+    claims = {k: v + shift if k in ("iat", "exp") else v for k, v in claims.items()}
     with closing(sqlite3.connect(db)) as conn:
         (jwk,) = conn.execute("SELECT jwk FROM signing_key").fetchone()
     token = jwt.encode(header, claims, ECKey.import_key(json.loads(jwk)))
@@ -99,5 +103,7 @@ def test_whoami_checks_the_jwt(
 
 
 def test_foreign_key_is_refused(client: FlaskClient) -> None:
-    token = jwt.encode({"alg": "ES256", "typ": "at+jwt"}, GOOD, ECKey.generate_key("P-256", private=True))
+    now = int(time.time())
+    claims = GOOD | {"iat": now, "exp": now + 60}  # valid but for the key
+    token = jwt.encode({"alg": "ES256", "typ": "at+jwt"}, claims, ECKey.generate_key("P-256", private=True))
     assert client.get("/whoami", headers={"Authorization": "Bearer " + token}).status_code == 401
