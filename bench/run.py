@@ -925,6 +925,23 @@ def peer_markdown(comparison: list[dict[str, Any]], rounds: int) -> list[str]:
     return lines
 
 
+def command_and_machine(command: str, m: dict[str, Any], note: str) -> list[str]:
+    """The "Command:" block and the machine line of a generated section (run and soak), with a
+    blank line after each."""
+    wrk = f", {m['wrk']}" if m.get("wrk") else ""
+    return [
+        "Command:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"Machine: {m['cpus']} CPUs ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}{wrk}; "
+        f"load average {m['loadavg_start'][0]:.2f} at the start and {m['loadavg_end'][0]:.2f} at the end ({note}).",
+        "",
+    ]
+
+
 def markdown(result: dict[str, Any], image: str | None = None) -> str:
     """The generated section; ``image``, when given, is the chart's path relative to the document."""
     s = result["settings"]
@@ -937,16 +954,9 @@ def markdown(result: dict[str, Any], image: str | None = None) -> str:
         f"the bare route measured again after every {s['bare_every']} targets; each ratio divides a target's "
         "req/s by the bare route's measured just before and after it.",
         "",
-        "Command:",
-        "",
-        "```",
-        result["command"],
-        "```",
-        "",
-        f"Machine: {m['cpus']} CPUs ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}, {m['wrk']}; "
-        f"load average {m['loadavg_start'][0]:.2f} at the start and {m['loadavg_end'][0]:.2f} at the end "
-        "(shared with other work: absolute numbers are noisy, the paired ratios less so).",
-        "",
+        *command_and_machine(
+            result["command"], m, "shared with other work: absolute numbers are noisy, the paired ratios less so"
+        ),
         "| target | req/s (median, min-max) | p50 ms | p99 ms | server CPU us/req | "
         "ratio to bare: median (min-max) | goal |",
         "|---|---|---|---|---|---|---|",

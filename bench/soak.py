@@ -65,6 +65,7 @@ from bench.run import (  # noqa: E402 - after the sys.path line above
     DOC,
     HIGH_LIMIT,
     RESULTS,
+    command_and_machine,
     git_commit,
     service_up,
     update_doc,
@@ -814,15 +815,7 @@ def markdown(result: dict[str, Any]) -> str:
             else ", fewer than it holds: it may still have been filling later."
         ),
         "",
-        "Command:",
-        "",
-        "```",
-        result["command"],
-        "```",
-        "",
-        f"Machine: {m['cpus']} CPUs ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}; load average "
-        f"{m['loadavg_start'][0]:.2f} at the start and {m['loadavg_end'][0]:.2f} at the end (shared with other work).",
-        "",
+        *command_and_machine(result["command"], m, "shared with other work"),
         "| check | result |",
         "|---|---|",
     ]
