@@ -17,7 +17,7 @@ def new_token(nbytes: int = 32) -> str:
 
 
 def new_identifier(nbytes: int = 16) -> str:
-    """A URL-safe random identifier (client IDs, family IDs) that never starts with ``-``, so it
+    """A URL-safe random identifier (client IDs, grant family IDs) that never starts with ``-``, so it
     can be passed to the CLI (``oauth client rotate-secret ID``) without being read as an option.
     A leading ``-`` is re-drawn rather than replaced, which keeps every allowed value equally likely."""
     while True:

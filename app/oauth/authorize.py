@@ -514,7 +514,7 @@ def _issue_code(state: OAuthState, req: AuthorizationRequest, subject: str) -> R
             scope=scope_util.join(req.scopes),
             resource=req.resource,
             subject=subject,
-            family_id=secrets.new_token(16),
+            family_id=secrets.new_identifier(),
             expires_at=now + int(state.config["OAUTH_CODE_TTL"]),
             auth_time=auth_time if isinstance(auth_time, int) else now,
         )

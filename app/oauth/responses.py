@@ -6,14 +6,13 @@ import json
 from typing import Any
 
 from flask import Response
-from flask.json.provider import _default
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
-# What ``jsonify`` produces outside debug mode (compact, sorted keys, ASCII, Flask's encoder for
-# dates and dataclasses), without its per-call lookups of the app and its JSON provider: every
-# token, introspection and registration response goes through here.
-_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=True, default=_default).encode
+# What ``jsonify`` produces outside debug mode (compact, sorted keys, ASCII), without its per-call
+# lookups of the app and its JSON provider: every token, introspection and registration response
+# goes through here. The bodies hold only JSON types (strings, numbers, booleans, lists).
+_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=True).encode
 
 
 def drop_none(body: dict[str, Any]) -> dict[str, Any]:
