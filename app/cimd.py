@@ -14,8 +14,12 @@ fetch here:
 
 Documents are cached per process, for the response's ``Cache-Control: max-age`` bounded to
 ``[MIN_TTL, MAX_TTL]``; failures are cached for ``FAILURE_TTL`` so that reloads cannot turn the
-server into a request amplifier. Every failure is a ``MetadataDocumentError`` whose text is
-meant for the person on the error page.
+server into a request amplifier. When the token store can share documents between processes
+(the ``redis`` plugin: ``DocumentCache``), fetched documents are also kept there for the same
+time, so every worker and instance fetches a document once per lifetime rather than once each;
+a document read from there is validated again before use, and a cache that fails is skipped.
+Every failure is a ``MetadataDocumentError`` whose text is meant for the person on the error
+page.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import logging
 import re
 import socket
 import ssl
@@ -32,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from app.core.strict_json import no_duplicates, reject_constant
@@ -296,18 +301,37 @@ def document_metadata(doc: dict[str, Any], validate: Callable[[dict[str, Any]], 
         raise MetadataDocumentError(f"the metadata document is invalid: {e.description or e.error}") from None
 
 
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class DocumentCache(Protocol):
+    """Fetched metadata documents shared by processes (optional; the ``redis`` token store)."""
+
+    def get_document(self, url: str) -> tuple[dict[str, Any], int] | None:
+        """The document cached for ``url`` and its seconds left, or None."""
+        ...
+
+    def put_document(self, url: str, document: dict[str, Any], ttl: int) -> None:
+        """Keep ``document`` for ``ttl`` seconds."""
+        ...
+
+
 class MetadataDocuments:
-    """Resolves document URLs to ``Client`` records, with a bounded per-process cache."""
+    """Resolves document URLs to ``Client`` records, with a bounded per-process cache in front of
+    an optional shared one (``DocumentCache``)."""
 
     def __init__(
         self,
         fetcher: MetadataFetcher,
         validate: Callable[[dict[str, Any]], dict[str, Any]],
         clock: Callable[[], float] = time.monotonic,
+        shared: DocumentCache | None = None,
     ) -> None:
         self.fetcher = fetcher
         self.validate = validate
         self.clock = clock
+        self.shared = shared
         self._cache: OrderedDict[str, tuple[float, Client | MetadataDocumentError]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -332,6 +356,18 @@ class MetadataDocuments:
             raise hit
         if hit is not None:
             return hit
+        found = self._shared_get(url)
+        if found is not None:
+            doc, ttl = found
+            try:
+                if doc.get("client_id") != url:
+                    raise MetadataDocumentError("the shared copy is not this document")
+                client = self._client(url, document_metadata(doc, self.validate), now)
+            except MetadataDocumentError:
+                pass  # stored by a server with other rules, or not this URL's: fetch it again
+            else:
+                self._store(url, ttl, client)
+                return client
         if before_fetch is not None:
             before_fetch()
         try:
@@ -340,9 +376,35 @@ class MetadataDocuments:
         except MetadataDocumentError as e:
             self._store(url, FAILURE_TTL, e)
             raise
-        client = Client(client_id=url, metadata=metadata, issued_at=now, registered_by="cimd", last_used_at=now)
+        client = self._client(url, metadata, now)
         self._store(url, ttl, client)
+        self._shared_put(url, doc, ttl)
         return client
+
+    @staticmethod
+    def _client(url: str, metadata: dict[str, Any], now: int) -> Client:
+        return Client(client_id=url, metadata=metadata, issued_at=now, registered_by="cimd", last_used_at=now)
+
+    # The shared cache only saves fetches: when it fails, the document is fetched as if it missed.
+    def _shared_get(self, url: str) -> tuple[dict[str, Any], int] | None:
+        if self.shared is None:
+            return None
+        try:
+            found = self.shared.get_document(url)
+        except Exception as e:
+            log.warning("shared metadata-document cache unavailable (%s); fetching instead", type(e).__name__)
+            return None
+        if found is None or not isinstance(found[0], dict) or found[1] <= 0:
+            return None
+        return found[0], min(int(found[1]), MAX_TTL)
+
+    def _shared_put(self, url: str, doc: dict[str, Any], ttl: int) -> None:
+        if self.shared is None:
+            return
+        try:
+            self.shared.put_document(url, doc, ttl)
+        except Exception as e:
+            log.warning("shared metadata-document cache unavailable (%s); not stored", type(e).__name__)
 
     def _store(self, url: str, ttl: int, value: Client | MetadataDocumentError) -> None:
         with self._lock:

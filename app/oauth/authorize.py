@@ -42,7 +42,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from app import audit
-from app.cimd import MetadataDocumentError, MetadataDocuments, MetadataFetcher, is_metadata_url
+from app.cimd import DocumentCache, MetadataDocumentError, MetadataDocuments, MetadataFetcher, is_metadata_url
 from app.core import pkce, redirects, secrets
 from app.core import scopes as scope_util
 from app.errors import (
@@ -145,9 +145,14 @@ def _setup(setup_state: BlueprintSetupState) -> None:
 
         return validate_metadata(state, body)
 
+    store = getattr(state.token_store, "target", state.token_store)  # unguarded: a cache failure is a miss
     state.extras.setdefault(
         "cimd",
-        MetadataDocuments(MetadataFetcher(allow_private=bool(app.config.get("OAUTH_CIMD_ALLOW_PRIVATE"))), validate),
+        MetadataDocuments(
+            MetadataFetcher(allow_private=bool(app.config.get("OAUTH_CIMD_ALLOW_PRIVATE"))),
+            validate,
+            shared=store if isinstance(store, DocumentCache) else None,
+        ),
     )
 
 

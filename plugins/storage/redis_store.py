@@ -13,6 +13,8 @@ Layout (``<p>`` is the prefix; hashes are the raw 32-byte SHA-256 digests, never
 ``<p>fam:<family>``  hash: what revoke_family must reach: ``t<hash>`` per refresh token,
                      ``j<jti>`` -> exp per access token, ``c`` -> the hash of its code
 ``<p>sub:<subject>`` / ``<p>cli:<client_id>``  hashes whose fields are family ids (list_families)
+``<p>cimd:<hash of URL>``  string: a fetched client metadata document (JSON), for its cache
+                     lifetime (``get_document`` / ``put_document``, app/cimd.py)
 
 Index entries of ended families are dropped as new ones are written (two random probes per
 write), so an index stays within about twice its live families; ``list_families`` drops the
@@ -30,6 +32,8 @@ Redis Cluster.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -232,6 +236,26 @@ class RedisTokenStore:
 
     def close(self) -> None:
         self.client.close()
+
+    # -- client metadata documents (app.cimd.DocumentCache) --------------------------------------
+
+    def _document_key(self, url: str) -> bytes:
+        return self._key("cimd", hashlib.sha256(url.encode("utf-8", "surrogatepass")).digest())
+
+    def get_document(self, url: str) -> tuple[dict[str, Any], int] | None:
+        pipe = self.client.pipeline(transaction=False)
+        key = self._document_key(url)
+        pipe.get(key)
+        pipe.ttl(key)
+        raw, ttl = pipe.execute()
+        if raw is None or ttl is None or int(ttl) <= 0:
+            return None
+        doc = json.loads(raw)
+        return (doc, int(ttl)) if isinstance(doc, dict) else None
+
+    def put_document(self, url: str, document: dict[str, Any], ttl: int) -> None:
+        if ttl > 0:
+            self.client.set(self._document_key(url), json.dumps(document, separators=(",", ":")), ex=int(ttl))
 
     def ping(self) -> None:
         self.client.ping()

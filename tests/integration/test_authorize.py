@@ -524,3 +524,8 @@ def test_metadata_advertises_the_authorization_endpoint(client: Any) -> None:
     assert meta["client_id_metadata_document_supported"] is True
     assert meta["response_types_supported"] == ["code"]
     assert meta["code_challenge_methods_supported"] == ["S256"]
+
+
+def test_metadata_documents_are_cached_per_process_without_redis(state: Any) -> None:
+    # The SQL stores keep no fetched documents: only the redis token store shares them.
+    assert state.extras["cimd"].shared is None

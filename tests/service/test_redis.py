@@ -277,6 +277,19 @@ def test_prefixes_isolate_deployments(redis_url: str) -> None:
         b.close()
 
 
+def test_metadata_documents_are_shared_with_their_ttl(store: RedisTokenStore) -> None:
+    url = "https://client.example.com/mcp.json"
+    assert store.get_document(url) is None
+    doc = {"client_id": url, "redirect_uris": ["http://127.0.0.1/cb"], "client_name": "Ünïcode"}
+    store.put_document(url, doc, 120)
+    got = store.get_document(url)
+    assert got is not None and got[0] == doc and 118 <= got[1] <= 120
+    (key,) = [k for k in prefixed_keys(store) if k.startswith(store.prefix.encode() + b"cimd:")]
+    assert 118 <= store.client.ttl(key) <= 120 and url.encode() not in key
+    store.put_document(url, doc, 0)  # nothing to keep: not stored, the old entry untouched
+    assert store.get_document(url) is not None
+
+
 def test_prune_is_a_no_op(store: RedisTokenStore) -> None:
     store.save_refresh_token(refresh())
     assert store.prune_tokens(int(time.time()) + 10**6) == 0
@@ -345,6 +358,8 @@ def test_split_deployment_through_the_app(tmp_path: Any, redis_url: str) -> None
     )
     state = app.extensions["mcp_oauth"]
     assert isinstance(state.token_store.target, RedisTokenStore)
+    # Metadata documents fetched by one worker are shared through Redis (app/cimd.py).
+    assert state.extras["cimd"].shared is state.token_store.target
     http = app.test_client()
     with app.app_context():
         meta = validate_metadata(

@@ -532,3 +532,59 @@ def test_cache_is_bounded(monkeypatch: Any) -> None:
     assert len(docs._cache) == 3
     assert docs.cached("https://c.example.com/0.json") is None
     assert docs.cached("https://c.example.com/4.json") is not None
+
+
+class SharedCache:
+    """What the redis token store offers (app.cimd.DocumentCache), in a dict."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.docs: dict[str, tuple[dict[str, Any], int]] = {}
+        self.fail = fail
+
+    def get_document(self, url: str) -> tuple[dict[str, Any], int] | None:
+        if self.fail:
+            raise ConnectionError("down")
+        return self.docs.get(url)
+
+    def put_document(self, url: str, document: dict[str, Any], ttl: int) -> None:
+        if self.fail:
+            raise ConnectionError("down")
+        self.docs[url] = (document, ttl)
+
+
+def test_shared_cache_saves_other_workers_the_fetch() -> None:
+    url, shared = "https://c.example.com/m.json", SharedCache()
+    assert isinstance(shared, cimd.DocumentCache)
+    f = FakeFetcher(ttl=120)
+    worker_1 = MetadataDocuments(f, _validate, clock=Clock(), shared=shared)  # type: ignore[arg-type]
+    worker_2 = MetadataDocuments(f, _validate, clock=Clock(), shared=shared)  # type: ignore[arg-type]
+    assert worker_1.client(url, 1).metadata["client_name"] == "v1"
+    assert shared.docs[url][1] == 120
+    fetches: list[int] = []
+    got = worker_2.client(url, 2, before_fetch=lambda: fetches.append(1))
+    assert got.metadata["client_name"] == "v1" and got.client_id == url and got.is_public
+    assert f.calls == 1 and fetches == []  # no fetch, so no fetch rate limit either
+
+
+def test_shared_documents_are_validated_again() -> None:
+    url, shared = "https://c.example.com/m.json", SharedCache()
+    shared.docs[url] = ({"client_id": "https://other.example.com/m.json", "redirect_uris": [REDIRECT]}, 300)
+    f = FakeFetcher()
+    docs = MetadataDocuments(f, _validate, clock=Clock(), shared=shared)  # type: ignore[arg-type]
+    assert docs.client(url, 1).metadata["client_name"] == "v1"  # fetched, the stored one refused
+    assert f.calls == 1 and shared.docs[url][0]["client_id"] == url
+
+
+def test_a_failing_shared_cache_is_a_miss() -> None:
+    f = FakeFetcher()
+    docs = MetadataDocuments(f, _validate, clock=Clock(), shared=SharedCache(fail=True))  # type: ignore[arg-type]
+    assert docs.client("https://c.example.com/m.json", 1).metadata["client_name"] == "v1"
+    assert f.calls == 1
+
+
+def test_failures_are_not_shared() -> None:
+    url, shared = "https://c.example.com/m.json", SharedCache()
+    docs = MetadataDocuments(FakeFetcher(fail=True), _validate, clock=Clock(), shared=shared)  # type: ignore[arg-type]
+    with pytest.raises(MetadataDocumentError):
+        docs.client(url, 1)
+    assert shared.docs == {}
