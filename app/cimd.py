@@ -356,18 +356,9 @@ class MetadataDocuments:
             raise hit
         if hit is not None:
             return hit
-        found = self._shared_get(url)
-        if found is not None:
-            doc, ttl = found
-            try:
-                if doc.get("client_id") != url:
-                    raise MetadataDocumentError("the shared copy is not this document")
-                client = self._client(url, document_metadata(doc, self.validate), now)
-            except MetadataDocumentError:
-                pass  # stored by a server with other rules, or not this URL's: fetch it again
-            else:
-                self._store(url, ttl, client)
-                return client
+        shared = self._from_shared(url, now)
+        if shared is not None:
+            return shared
         if before_fetch is not None:
             before_fetch()
         try:
@@ -379,6 +370,22 @@ class MetadataDocuments:
         client = self._client(url, metadata, now)
         self._store(url, ttl, client)
         self._shared_put(url, doc, ttl)
+        return client
+
+    def _from_shared(self, url: str, now: int) -> Client | None:
+        """The client from the shared cache's copy (then kept per process too); None on a miss or
+        when the copy is not this URL's document or fails validation (a server with other rules
+        stored it), so that the document is fetched."""
+        found = self._shared_get(url)
+        if found is None or found[0].get("client_id") != url:
+            return None
+        doc, ttl = found
+        try:
+            metadata = document_metadata(doc, self.validate)
+        except MetadataDocumentError:
+            return None
+        client = self._client(url, metadata, now)
+        self._store(url, ttl, client)
         return client
 
     @staticmethod
