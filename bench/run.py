@@ -925,6 +925,14 @@ def peer_markdown(comparison: list[dict[str, Any]], rounds: int) -> list[str]:
     return lines
 
 
+def finish_workdir(workdir: Path, keep: bool, what: str) -> None:
+    """Remove a run's working directory, or say where it was kept (``--keep``)."""
+    if keep:
+        print(f"kept the {what} in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def command_and_machine(command: str, m: dict[str, Any], note: str) -> list[str]:
     """The "Command:" block and the machine line of a generated section (run and soak), with a
     blank line after each."""
@@ -1179,10 +1187,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for srv in servers.values():
             srv.stop()
-        if args.keep:
-            print(f"kept server logs and storage in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, args.keep, "server logs and storage")
 
     info["loadavg_end"] = os.getloadavg()
     names = [p.target.name for p in preps]

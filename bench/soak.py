@@ -38,7 +38,6 @@ import os
 import platform
 import random
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -66,6 +65,7 @@ from bench.run import (  # noqa: E402 - after the sys.path line above
     HIGH_LIMIT,
     RESULTS,
     command_and_machine,
+    finish_workdir,
     git_commit,
     service_up,
     update_doc,
@@ -951,10 +951,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
-        if args.keep:
-            print(f"kept the server log in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, args.keep, "server log")
 
     info["loadavg_end"] = os.getloadavg()
     operations = op_table(rec)
