@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import jwt
+import orjson
 
 from app.errors import InvalidTokenError
 from app.keys import KeyRing
@@ -200,7 +201,12 @@ class AccessTokens:
         if extra:
             claims |= extra
         key = self.keys.current()
-        token = jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"})
+        # PyJWS signs the payload as given: the claims are serialized here once (compact UTF-8
+        # JSON, as jwt.encode would), without its per-call copy and claim-type checks of a dict
+        # we built ourselves.
+        token = jwt.api_jws.encode(
+            orjson.dumps(claims), key.private, algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"}
+        )
         return token, claims
 
     def decode(self, token: str, audience: str | None, *, verify_exp: bool = True) -> TokenClaims:

@@ -11,7 +11,7 @@ import base64
 import binascii
 from urllib.parse import unquote
 
-from flask import request
+from flask import Request, request
 
 from app.core import secrets
 from app.errors import InvalidClientError, InvalidRequestError
@@ -19,8 +19,8 @@ from app.models import Client
 from app.state import OAuthState
 
 
-def _basic_credentials() -> tuple[str, str] | None:
-    header = request.headers.get("Authorization")
+def _basic_credentials(req: Request) -> tuple[str, str] | None:
+    header = req.environ.get("HTTP_AUTHORIZATION")
     if header is None:
         return None
     scheme, _, value = header.partition(" ")
@@ -37,11 +37,18 @@ def _basic_credentials() -> tuple[str, str] | None:
     return unquote(user.replace("+", " ")), unquote(password.replace("+", " "))
 
 
-def authenticate_client(state: OAuthState, params: dict[str, str], *, allow_public: bool = True) -> Client:
-    """The authenticated client of this request. Raises InvalidClientError (401)."""
-    addr = request.remote_addr or "unknown"
+def authenticate_client(
+    state: OAuthState, params: dict[str, str], *, allow_public: bool = True, req: Request | None = None
+) -> Client:
+    """The authenticated client of this request (``req``, default the current one).
+
+    Raises InvalidClientError (401).
+    """
+    if req is None:
+        req = request._get_current_object()  # type: ignore[attr-defined]
+    addr = req.remote_addr or "unknown"
     state.check_rate_limit("RATELIMIT_AUTH_FAILURE", addr)
-    basic = _basic_credentials()
+    basic = _basic_credentials(req)
     body_secret = params.get("client_secret")
     body_id = params.get("client_id")
     if basic is not None and body_secret is not None:

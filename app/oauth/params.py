@@ -37,20 +37,47 @@ def _decode_pairs(raw: str, max_len: int) -> dict[str, str]:
     return {k: v for k, v in out.items() if v != ""}
 
 
-def form_params(max_len: int = 4096) -> dict[str, str]:
-    """The form body of a POST, strictly parsed. Raises InvalidRequestError / 415."""
-    req = request._get_current_object()  # type: ignore[attr-defined]
+def form_params(max_len: int = 4096, req: Any = None) -> dict[str, str]:
+    """The form body of a POST (``req``, default the current request), strictly parsed.
+
+    Raises InvalidRequestError / 415.
+    """
+    if req is None:
+        req = request._get_current_object()  # type: ignore[attr-defined]
     if req.mimetype != "application/x-www-form-urlencoded":
         raise UnsupportedMediaTypeError("send parameters as application/x-www-form-urlencoded")
     charset = req.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaTypeError("only the utf-8 charset is accepted")
-    body = req.get_data(cache=True)
+    body = _body(req)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequestError("request body is not valid UTF-8") from None
     return _decode_pairs(text, max_len)
+
+
+def _body(req: Any) -> bytes:
+    """The request body, read once and cached where ``request.get_data()`` looks for it.
+
+    A body with a Content-Length within the limit is read straight from the WSGI input: a
+    server that sets ``wsgi.input_terminated`` (gunicorn) ends the stream at the body's end,
+    and otherwise exactly Content-Length bytes are asked for. Everything else (chunked bodies,
+    too large bodies (413), a stream already touched) goes through werkzeug's guarded stream.
+    """
+    cached = req.__dict__.get("_cached_data")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    environ = req.environ
+    length = req.content_length
+    limit = req.max_content_length
+    if length is None or (limit is not None and length > limit) or "stream" in req.__dict__:
+        return req.get_data(cache=True)  # type: ignore[no-any-return]
+    data = environ["wsgi.input"].read(length) if length else b""
+    if len(data) != length:
+        raise InvalidRequestError("the request body is shorter than its Content-Length")
+    req._cached_data = data
+    return data
 
 
 def query_params(max_len: int = 4096) -> dict[str, str]:
@@ -69,9 +96,7 @@ def json_object() -> dict[str, Any]:
         raise UnsupportedMediaTypeError("send client metadata as application/json")
     body = request.get_data(cache=True)
     try:
-        data = json.loads(
-            body.decode("utf-8"), parse_constant=reject_constant, object_pairs_hook=no_duplicates
-        )
+        data = json.loads(body.decode("utf-8"), parse_constant=reject_constant, object_pairs_hook=no_duplicates)
     except UnicodeDecodeError:
         raise InvalidRequestError("request body is not valid UTF-8") from None
     except (ValueError, RecursionError):

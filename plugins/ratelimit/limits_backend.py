@@ -71,7 +71,19 @@ class InlineExpiryMemoryStorage(MemoryStorage):
     def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: str) -> None:
         self._next_expiry = 0.0
         self._expiry_lock = threading.Lock()
+        # Sliding-window keys hit, with the time after which both their counters have expired.
+        self._live_until: dict[str, float] = {}
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+
+    def acquire_sliding_window_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        # A counter set now expires 2 * expiry from now at the latest (limits sets that TTL).
+        self._live_until[key] = time.time() + 2 * expiry
+        return _plain_acquire(self, key, limit, expiry, amount)  # type: ignore[no-any-return]
+
+    def may_have_counters(self, key: str) -> bool:
+        """False when ``key`` has not been hit for two of its windows: both counters a sliding
+        window reads are then gone, so the count is 0 without reading them."""
+        return self._live_until.get(key, 0.0) > time.time()
 
     # Overrides MemoryStorage's private (name-mangled) hook. Should a limits release rename it,
     # nothing breaks: the stock timer threads just keep doing the expiry.
@@ -82,6 +94,11 @@ class InlineExpiryMemoryStorage(MemoryStorage):
         try:
             self._next_expiry = now + self.EXPIRY_INTERVAL
             self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+            wall = time.time()
+            # list() copies in one step under the GIL: other threads may add keys meanwhile.
+            for key, until in list(self._live_until.items()):
+                if until <= wall:
+                    self._live_until.pop(key, None)
         finally:
             self._expiry_lock.release()
 
@@ -104,8 +121,14 @@ for _name in (
     "get_sliding_window",
     "clear_sliding_window",
 ):
-    if hasattr(MemoryStorage, _name):
+    if _name in InlineExpiryMemoryStorage.__dict__:  # our own override, wrapped the same way
+        setattr(InlineExpiryMemoryStorage, _name, inspect.unwrap(InlineExpiryMemoryStorage.__dict__[_name]))
+    elif hasattr(MemoryStorage, _name):
         setattr(InlineExpiryMemoryStorage, _name, inspect.unwrap(getattr(MemoryStorage, _name)))
+_plain_acquire = inspect.unwrap(MemoryStorage.acquire_sliding_window_entry)
+
+
+_ALLOWED = RateLimitResult(True)
 
 
 class LimitsRateLimiter:
@@ -116,8 +139,9 @@ class LimitsRateLimiter:
         options: dict[str, Any] = {}
         if url.startswith(("redis://", "rediss://", "redis+unix://")):
             url, options = _redis_options(url)
+        self._memory: InlineExpiryMemoryStorage | None = None
         if urlsplit(url).scheme == "memory":
-            self.storage = InlineExpiryMemoryStorage(url)
+            self.storage = self._memory = InlineExpiryMemoryStorage(url)
         else:
             self.storage = storage_from_string(url, **options)
         self.strategy = SlidingWindowCounterRateLimiter(self.storage)
@@ -134,6 +158,10 @@ class LimitsRateLimiter:
 
     def test(self, limit: str, *key: str) -> RateLimitResult:
         item = _item(limit)
+        # Most keys tested are never hit (addresses without failed authentications, tested
+        # before every token request): in memory that is known without reading two counters.
+        if self._memory is not None and not self._memory.may_have_counters(item.key_for(*key)):
+            return _ALLOWED
         if self.strategy.test(item, *key):
             return RateLimitResult(True)
         return RateLimitResult(False, self._retry_after(item, key))

@@ -17,6 +17,7 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
@@ -141,10 +142,19 @@ def _v1(conn: Connection) -> None:
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
 
 
+def _loads(text: str) -> Any:
+    """Stored JSON (written by the json module). orjson reads it about 4x faster; the json
+    module takes what orjson refuses (an integer beyond 64 bits), so every stored row reads."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _client_from_row(row: Any) -> Client:
     return Client(
         client_id=row.client_id,
-        metadata=json.loads(row.metadata),
+        metadata=_loads(row.metadata),
         issued_at=row.issued_at,
         secret_hash=row.secret_hash,
         secret_expires_at=row.secret_expires_at,
