@@ -337,3 +337,45 @@ def test_decode_cached_verifies_once_and_still_refuses_forgeries(app: Any) -> No
         forged = f"{head}.{payload}.{sig[:-4]}AAAA"
         with pytest.raises(InvalidTokenError):
             state.access_tokens.decode_cached(forged)
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA", "HS256"])
+def test_issued_tokens_are_what_jwt_encode_writes_and_verify_without_pyjwt(alg: str) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    tokens, _ = make(alg, secret="s" * 40 if alg == "HS256" else None)
+    token, claims = issue(tokens)
+    key = tokens.keys.current()
+    # Header and payload segments byte for byte as PyJWT's own jwt.encode gives them.
+    reference = jwt.encode(claims, key.private, algorithm=alg, headers={"kid": key.kid, "typ": "at+jwt"})
+    assert token.split(".")[:2] == reference.split(".")[:2]
+    assert jwt.decode(token, key.public, algorithms=[alg], audience=AUD, issuer=ISSUER) == claims
+    # The signature checked with cryptography directly (RFC 7515 §5.2, RFC 7518 §3): no PyJWT.
+    signing_input, _, signature_b64 = token.rpartition(".")
+    signature = base64.urlsafe_b64decode(signature_b64 + "=" * (-len(signature_b64) % 4))
+    data = signing_input.encode()
+    if alg == "ES256":
+        assert len(signature) == 64  # raw r || s, not DER
+        der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+        key.public.verify(der, data, ec.ECDSA(hashes.SHA256()))
+    elif alg == "RS256":
+        key.public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    elif alg == "EdDSA":
+        key.public.verify(signature, data)
+    else:
+        assert hmac.compare_digest(signature, hmac.new(key.private, data, hashlib.sha256).digest())
+
+
+def test_a_rotated_or_reloaded_key_signs_from_then_on() -> None:
+    tokens, _ = make()
+    first, _ = issue(tokens)
+    tokens.keys.rotate()
+    second, claims = issue(tokens)
+    assert parts(first)[0]["kid"] != parts(second)[0]["kid"] == tokens.keys.current().kid
+    assert tokens.verify(second, AUD).jti == claims["jti"] and tokens.verify(first, AUD)
+    tokens.keys.reload()  # new key objects for the same kids: the signer follows them
+    third, _ = issue(tokens)
+    assert parts(third)[0]["kid"] == parts(second)[0]["kid"]
+    assert tokens.verify(third, AUD)
