@@ -12,6 +12,8 @@ import io
 import json
 import logging
 import runpy
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -238,3 +240,51 @@ def test_workers_freeze_their_start_up_heap(tmp_path: Path, monkeypatch: pytest.
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+# -- audit lines with logging left unconfigured (gunicorn's default) ---------------------------
+
+AUDIT_SCRIPT = """
+import io, json, logging, sys
+from app import audit
+
+audit.configure()  # nothing configured: the default stderr handler
+audit.event("one", client_id="a", secret="s")
+made = []
+real = logging.Logger.makeRecord
+logging.Logger.makeRecord = lambda *a, **k: made.append(1) or real(*a, **k)
+audit.event("two", client_id="b")
+print("records", len(made), file=sys.stdout)
+class Drop(logging.Filter):
+    def filter(self, record):
+        return "three" not in record.getMessage()
+audit.log.addFilter(Drop())  # a filter: logging decides
+audit.event("three")
+audit.event("four")
+audit.log.filters.clear()
+extra = io.StringIO()
+logging.getLogger().addHandler(logging.StreamHandler(extra))  # a second handler: both get the line
+audit.event("five")
+logging.getLogger().handlers.clear()
+audit.log.setLevel(logging.WARNING)  # the level still decides
+audit.event("six")
+audit.log.setLevel(logging.INFO)
+audit.event("seven")
+print("records", len(made), "extra", extra.getvalue().strip(), file=sys.stdout)
+"""
+
+
+def test_default_handler_lines_are_written_directly_and_logging_still_rules() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", AUDIT_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = [json.loads(line) for line in out.stderr.splitlines()]
+    assert [e["event"] for e in lines] == ["one", "two", "four", "five", "seven"]
+    assert lines[0]["secret"] == "[redacted]" and lines[0]["client_id"] == "a"
+    first, second = out.stdout.splitlines()
+    assert first == "records 0"  # the sole default handler: no LogRecord built
+    records, count, extra_label, extra_line = second.split(" ", 3)
+    # The filter and the second handler each sent lines through logging (three, four, five).
+    assert (records, count, extra_label) == ("records", "3", "extra")
+    assert json.loads(extra_line)["event"] == "five"
+    assert out.stderr.endswith("\n") and "\n\n" not in out.stderr
