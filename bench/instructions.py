@@ -38,16 +38,14 @@ TARGETS = {
 def _child(target: str, requests: int) -> None:
     """Build the app in this checkout (the working directory), then serve the requests."""
     sys.path.insert(0, os.getcwd())
-    import logging
-
     from flask import Flask
 
     from app import create_app
     from app.oauth.register import new_client, validate_metadata
 
-    audit = logging.getLogger("mcp_oauth.audit")
-    audit.addHandler(logging.StreamHandler(open(os.devnull, "w")))  # noqa: SIM115 - lives as long as the process
-    audit.propagate = False
+    # As under gunicorn: logging left unconfigured, so the app's audit handler writes to stderr
+    # (here /dev/null).
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     workdir = tempfile.mkdtemp(prefix="instructions-")
     app = create_app(
         {
