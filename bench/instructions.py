@@ -25,6 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from micro import app_with_worker  # bench/ is this script's directory
+
 ROOT = Path(__file__).resolve().parents[1]
 ISSUER = "http://127.0.0.1:8000"
 WARMUP = 30
@@ -40,29 +42,10 @@ def _child(target: str, requests: int) -> None:
     sys.path.insert(0, os.getcwd())
     from flask import Flask
 
-    from app import create_app
-    from app.oauth.register import new_client, validate_metadata
-
     # As under gunicorn: logging left unconfigured, so the app's audit handler writes to stderr
     # (here /dev/null).
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    workdir = tempfile.mkdtemp(prefix="instructions-")
-    app = create_app(
-        {
-            "OAUTH_ISSUER": ISSUER,
-            "OAUTH_STORAGE_URL": f"sqlite:///{workdir}/bench.sqlite3",
-            "RATELIMIT_TOKEN": "1000000/second",
-        }
-    )
-    state = app.extensions["mcp_oauth"]
-    with app.app_context():
-        body = {
-            "grant_types": ["client_credentials"],
-            "scope": "mcp:tools",
-            "token_endpoint_auth_method": "client_secret_basic",
-            "redirect_uris": [],
-        }
-        client, secret, _ = new_client(state, validate_metadata(state, body), registered_by="cli")
+    app, state, client, secret = app_with_worker(tempfile.mkdtemp(prefix="instructions-"), "mcp:tools")
     basic = "Basic " + base64.b64encode(f"{client.client_id}:{secret}".encode()).decode()
     token, _ = state.access_tokens.issue(
         subject=client.client_id, client_id=client.client_id, scope="mcp:tools", audience=state.default_resource

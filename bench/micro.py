@@ -50,16 +50,41 @@ def measure(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
     return min(per_op), statistics.median(per_op)
 
 
+def app_with_worker(workdir: str, scope: str) -> tuple[Any, Any, Any, str]:
+    """The app on a SQLite file in ``workdir`` (rate limit out of reach) and a client_credentials
+    client registered as the CLI does: (app, state, client, secret)."""
+    from app import create_app
+    from app.oauth.register import new_client, validate_metadata
+
+    app = create_app(
+        {
+            "OAUTH_ISSUER": ISSUER,
+            "OAUTH_STORAGE_URL": f"sqlite:///{workdir}/bench.sqlite3",
+            "RATELIMIT_TOKEN": "1000000/second",
+        }
+    )
+    state = app.extensions["mcp_oauth"]
+    body = {
+        "grant_types": ["client_credentials"],
+        "scope": scope,
+        "token_endpoint_auth_method": "client_secret_basic",
+        "redirect_uris": [],
+    }
+    with app.app_context():
+        client, secret, _ = new_client(state, validate_metadata(state, body), registered_by="cli")
+    assert secret is not None
+    return app, state, client, secret
+
+
 def operations(workdir: str) -> tuple[Any, list[tuple[str, Callable[[], Any], float | None]]]:
     """Build an app on SQLite in ``workdir``; return it and (name, callable, goal in us) rows."""
     import jwt
     import jwt.utils
     from flask import Flask
 
-    from app import create_app
     from app.core import secrets
     from app.oauth.params import _decode_pairs
-    from app.oauth.register import new_client, validate_metadata
+    from app.oauth.register import validate_metadata
     from app.tokens import AccessTokens
 
     # Audit lines would flood the table's terminal; the events are still built, only not shown.
@@ -67,22 +92,7 @@ def operations(workdir: str) -> tuple[Any, list[tuple[str, Callable[[], Any], fl
     if not audit.handlers:
         audit.addHandler(logging.NullHandler())
         audit.propagate = False
-    app = create_app(
-        {
-            "OAUTH_ISSUER": ISSUER,
-            "OAUTH_STORAGE_URL": f"sqlite:///{workdir}/micro.sqlite3",
-            "RATELIMIT_TOKEN": "1000000/second",
-        }
-    )
-    state = app.extensions["mcp_oauth"]
-    with app.app_context():
-        body = {
-            "grant_types": ["client_credentials"],
-            "scope": "mcp:tools mcp:resources",
-            "token_endpoint_auth_method": "client_secret_basic",
-            "redirect_uris": [],
-        }
-        client, secret, _ = new_client(state, validate_metadata(state, body), registered_by="cli")
+    app, state, client, secret = app_with_worker(workdir, "mcp:tools mcp:resources")
     assert secret is not None
     cid, secret_hash = client.client_id, client.secret_hash
     aud = state.default_resource
