@@ -157,10 +157,11 @@ def _start(name: str, ip: str | None = None) -> dict[str, Any]:
 def _emit(record: dict[str, Any]) -> None:
     """Hand one finished line to the logger.
 
-    On the token endpoint's hot path, so it skips what logging would spend on nothing: the
-    record is made with ``makeRecord`` rather than ``log.info``, which walks the stack for a
-    caller (file and line) that a JSON line never shows. Handlers, filters and levels apply as
-    usual (``Logger.handle``).
+    On the token endpoint's hot path, so it skips what logging would spend on nothing: with the
+    default handler alone, the line goes straight to its stream (``_sole_default_handler``);
+    otherwise the record is made with ``makeRecord`` rather than ``log.info``, which walks the
+    stack for a caller (file and line) that a JSON line never shows, and handlers, filters and
+    levels apply as usual (``Logger.handle``).
     """
     try:
         line = _dumps(record)
@@ -219,15 +220,14 @@ def token_issued(grant: str, body: Mapping[str, Any], ip: str | None = None) -> 
         claims = jwt_claims(access) if isinstance(access, str) else {}
     record = _start("token.issued", ip)
     record["grant"] = grant
-    for key in ("client_id", "sub"):
-        value = claims.get(key)
-        if value is not None:
-            record[key] = value
-    scope = body.get("scope", claims.get("scope"))
-    if scope is not None:
-        record["scope"] = scope
-    for key in ("aud", "jti"):
-        value = claims.get(key)
+    fields = {
+        "client_id": claims.get("client_id"),
+        "sub": claims.get("sub"),
+        "scope": body.get("scope", claims.get("scope")),
+        "aud": claims.get("aud"),
+        "jti": claims.get("jti"),
+    }
+    for key, value in fields.items():
         if value is not None:
             record[key] = value if type(value) in _PLAIN else _clean(value)
     record["refresh"] = "refresh_token" in body
