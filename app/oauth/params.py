@@ -11,7 +11,7 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
-from flask import request
+from flask import Request, request
 
 from app.core.strict_json import no_duplicates, reject_constant
 from app.errors import InvalidRequestError, UnsupportedMediaTypeError
@@ -60,7 +60,7 @@ def _decode_pairs(raw: str, max_len: int) -> dict[str, str]:
     return {k: v for k, v in out.items() if v != ""}
 
 
-def form_params(max_len: int = 4096, req: Any = None) -> dict[str, str]:
+def form_params(max_len: int = 4096, req: Request | None = None) -> dict[str, str]:
     """The form body of a POST (``req``, default the current request), strictly parsed.
 
     Raises InvalidRequestError / 415.
@@ -80,7 +80,7 @@ def form_params(max_len: int = 4096, req: Any = None) -> dict[str, str]:
     return _decode_pairs(text, max_len)
 
 
-def _body(req: Any) -> bytes:
+def _body(req: Request) -> bytes:
     """The request body, read once and cached where ``request.get_data()`` looks for it.
 
     A body with a Content-Length within the limit is read straight from the WSGI input: a
