@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import weakref
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import orjson
@@ -284,8 +284,9 @@ class SQLStorage:
     # -- clients ------------------------------------------------------------------------------
 
     def get_client(self, client_id: str) -> Client | None:
-        # Every token request looks its client up: the fast single-statement read.
-        row = self._client_q.one({"client_id": client_id})
+        # Every token request looks its client up: the fast single-statement read, its row kept
+        # while the database is unchanged. A fresh Client each time: callers may change theirs.
+        row = self._client_q.one_cached({"client_id": client_id}, client_id)
         return _client_from_row(_ClientRow._make(row)) if row else None
 
     def save_client(self, client: Client) -> None:
@@ -630,7 +631,17 @@ class _ThreadConnections:
     it). Each SELECT runs outside any transaction, so it sees every commit made before it, as
     a pooled connection does. Connections belong to the process that opened them: after a
     fork the child opens its own and never touches (or closes) the parent's.
+
+    ``one_cached`` also keeps the rows it finds, per connection, for as long as SQLite's
+    ``PRAGMA data_version`` on that connection is unchanged. SQLite changes that number
+    whenever any other connection, in this process or another, commits to the file, and this
+    connection never writes; so an unchanged number means no row anywhere has changed since
+    the cached read, and the cached row is the one a SELECT would return. The pragma reads
+    one counter instead of searching a table and decoding a row (under gunicorn, a client
+    lookup's cost roughly halves: docs/benchmarks.md).
     """
+
+    CACHE_MAX = 1024  # rows kept per connection; all are dropped when it is reached
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -648,26 +659,51 @@ class _ThreadConnections:
             return None
         return cls(path)
 
-    def one(self, sql: str, args: Any) -> tuple[Any, ...] | None:
+    def _connection(self) -> tuple[Any, sqlite3.Connection]:
+        """(this thread's state, its connection), opening the connection when needed."""
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid() or local.generation != self._generation:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             local.conn, local.pid, local.generation = conn, os.getpid(), self._generation
+            local.rows, local.version = {}, None
             with self._lock:
                 self._opened.append((local.pid, conn))
+        return local, conn
+
+    def one(self, sql: str, args: Any) -> tuple[Any, ...] | None:
+        local, conn = self._connection()
         try:
-            cur = conn.execute(sql, args)
-            try:
-                row = cur.fetchone()
-            finally:
-                # Resets the statement: an unfinished SELECT would hold its read snapshot open,
-                # and later reads on this connection would not see newer commits.
-                cur.close()
+            return _first(conn, sql, args)
         except Exception:
             local.conn = None  # open a fresh one next time
             raise
-        return tuple(row) if row is not None else None
+
+    def one_cached(self, sql: str, args: Any, key: Hashable) -> tuple[Any, ...] | None:
+        """As ``one``; a row found is reused while no other connection has committed since.
+
+        ``key`` names the row among this connection's cached rows (one statement's keys must
+        not collide with another's). The version is read before the row: a commit between the
+        two reads changes the version, so the next call reads again.
+        """
+        local, conn = self._connection()
+        try:
+            version = _first(conn, "PRAGMA data_version", ())
+            rows = local.rows
+            if version != local.version:
+                rows.clear()
+                local.version = version
+            row = rows.get(key)
+            if row is None:
+                row = _first(conn, sql, args)
+                if row is not None:
+                    if len(rows) >= self.CACHE_MAX:
+                        rows.clear()
+                    rows[key] = row
+            return row
+        except Exception:
+            local.conn = None  # open a fresh one (with no cached rows) next time
+            raise
 
     def close(self) -> None:
         pid = os.getpid()
@@ -677,6 +713,17 @@ class _ThreadConnections:
             self._opened = [(p, c) for p, c in self._opened if p != pid]
         for conn in mine:
             conn.close()
+
+
+def _first(conn: sqlite3.Connection, sql: str, args: Any) -> tuple[Any, ...] | None:
+    cur = conn.execute(sql, args)
+    try:
+        row = cur.fetchone()
+    finally:
+        # Resets the statement: an unfinished SELECT would hold its read snapshot open, and
+        # later reads on this connection would not see newer commits.
+        cur.close()
+    return tuple(row) if row is not None else None
 
 
 class _FastRead:
@@ -699,6 +746,14 @@ class _FastRead:
         self.sql = str(compiled)
         self.names = list(compiled.positiontup) if compiled.positional and compiled.positiontup else None
         self.direct = direct
+
+    def one_cached(self, params: dict[str, Any], key: Hashable) -> tuple[Any, ...] | None:
+        """The first row, or None; on a SQLite file, a row already read is reused while no
+        other connection has committed (``_ThreadConnections.one_cached``). Elsewhere there is
+        no change counter as cheap as the read itself, so every call reads."""
+        if self.direct is not None:
+            return self.direct.one_cached(self.sql, [params[n] for n in self.names or ()], key)
+        return self.one(params)
 
     def one(self, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """The first row, or None."""
