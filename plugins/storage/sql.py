@@ -406,8 +406,11 @@ class SQLStorage:
             conn.execute(revoked_jtis.insert().values(jti=jti, expires_at=expires_at))
 
     def is_jti_revoked(self, jti: str) -> bool:
-        # The hot path of every protected request: one indexed primary-key lookup.
-        return self._revoked_q.one({"jti": jti}) is not None
+        # The hot path of every protected request: one indexed primary-key lookup, its answer
+        # kept while the database is unchanged. "Not revoked" is kept too: a jti reaches this
+        # check only from a token whose signature verified, so callers cannot fill the cache
+        # with names of their own choosing. Keys are tagged apart from client ids.
+        return self._revoked_q.one_cached({"jti": jti}, ("jti", jti), keep_missing=True) is not None
 
     # -- authorization codes ------------------------------------------------------------------
 
@@ -679,12 +682,15 @@ class _ThreadConnections:
             local.conn = None  # open a fresh one next time
             raise
 
-    def one_cached(self, sql: str, args: Any, key: Hashable) -> tuple[Any, ...] | None:
-        """As ``one``; a row found is reused while no other connection has committed since.
+    def one_cached(
+        self, sql: str, args: Any, key: Hashable, keep_missing: bool = False
+    ) -> tuple[Any, ...] | None:
+        """As ``one``; the answer is reused while no other connection has committed since.
 
-        ``key`` names the row among this connection's cached rows (one statement's keys must
-        not collide with another's). The version is read before the row: a commit between the
-        two reads changes the version, so the next call reads again.
+        ``key`` names the answer among this connection's cached ones (one statement's keys must
+        not collide with another's). With ``keep_missing`` an absent row is kept too (for keys
+        no caller can choose freely). The version is read before the row: a commit between
+        the two reads changes the version, so the next call reads again.
         """
         local, conn = self._connection()
         try:
@@ -696,10 +702,12 @@ class _ThreadConnections:
             row = rows.get(key)
             if row is None:
                 row = _first(conn, sql, args)
-                if row is not None:
+                if row is not None or keep_missing:
                     if len(rows) >= self.CACHE_MAX:
                         rows.clear()
-                    rows[key] = row
+                    rows[key] = _MISSING if row is None else row
+            elif row is _MISSING:
+                return None
             return row
         except Exception:
             local.conn = None  # open a fresh one (with no cached rows) next time
@@ -713,6 +721,9 @@ class _ThreadConnections:
             self._opened = [(p, c) for p, c in self._opened if p != pid]
         for conn in mine:
             conn.close()
+
+
+_MISSING: tuple[Any, ...] = ()  # a kept answer "no row" (a row read is never empty)
 
 
 def _first(conn: sqlite3.Connection, sql: str, args: Any) -> tuple[Any, ...] | None:
@@ -747,12 +758,14 @@ class _FastRead:
         self.names = list(compiled.positiontup) if compiled.positional and compiled.positiontup else None
         self.direct = direct
 
-    def one_cached(self, params: dict[str, Any], key: Hashable) -> tuple[Any, ...] | None:
-        """The first row, or None; on a SQLite file, a row already read is reused while no
+    def one_cached(
+        self, params: dict[str, Any], key: Hashable, keep_missing: bool = False
+    ) -> tuple[Any, ...] | None:
+        """The first row, or None; on a SQLite file, an answer already read is reused while no
         other connection has committed (``_ThreadConnections.one_cached``). Elsewhere there is
         no change counter as cheap as the read itself, so every call reads."""
         if self.direct is not None:
-            return self.direct.one_cached(self.sql, [params[n] for n in self.names or ()], key)
+            return self.direct.one_cached(self.sql, [params[n] for n in self.names or ()], key, keep_missing)
         return self.one(params)
 
     def one(self, params: dict[str, Any]) -> tuple[Any, ...] | None:

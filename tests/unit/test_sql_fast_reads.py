@@ -209,3 +209,23 @@ def test_a_failed_read_drops_the_connection_and_its_rows(store: SQLStorage) -> N
         store.get_client("c1")
     client = store.get_client("c1")  # a fresh connection, read again
     assert client is not None and local.conn is not conn
+
+
+def test_a_revocation_check_is_answered_from_the_kept_answer_until_a_commit(store: SQLStorage) -> None:
+    assert not store.is_jti_revoked("j1")
+    seen = _statements(store)
+    assert not store.is_jti_revoked("j1")  # "not revoked" is kept as well
+    assert seen == ["PRAGMA data_version"]
+    store.revoke_jti("j1", 2**40)
+    assert store.is_jti_revoked("j1")
+    assert store.is_jti_revoked("j1")
+    assert seen[-1] == "PRAGMA data_version" and sum(s.startswith("SELECT") for s in seen) == 1
+
+
+def test_client_ids_and_jtis_are_kept_apart(store: SQLStorage) -> None:
+    _save(store, "same")
+    assert not store.is_jti_revoked("same")
+    assert store.get_client("same") is not None
+    store.revoke_jti("other", 2**40)  # a commit: both answers are read again
+    assert store.get_client("same") is not None
+    assert not store.is_jti_revoked("same")
