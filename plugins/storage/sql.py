@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import weakref
 from collections import namedtuple
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -284,9 +284,8 @@ class SQLStorage:
     # -- clients ------------------------------------------------------------------------------
 
     def get_client(self, client_id: str) -> Client | None:
-        # Every token request looks its client up: the fast single-statement read, its row kept
-        # while the database is unchanged. A fresh Client each time: callers may change theirs.
-        row = self._client_q.one_cached({"client_id": client_id}, client_id)
+        # Every token request looks its client up: the fast single-statement read.
+        row = self._client_q.one({"client_id": client_id})
         return _client_from_row(_ClientRow._make(row)) if row else None
 
     def save_client(self, client: Client) -> None:
@@ -406,11 +405,8 @@ class SQLStorage:
             conn.execute(revoked_jtis.insert().values(jti=jti, expires_at=expires_at))
 
     def is_jti_revoked(self, jti: str) -> bool:
-        # The hot path of every protected request: one indexed primary-key lookup, its answer
-        # kept while the database is unchanged. "Not revoked" is kept too: a jti reaches this
-        # check only from a token whose signature verified, so callers cannot fill the cache
-        # with names of their own choosing. Keys are tagged apart from client ids.
-        return self._revoked_q.one_cached({"jti": jti}, ("jti", jti), keep_missing=True) is not None
+        # The hot path of every protected request: one indexed primary-key lookup.
+        return self._revoked_q.one({"jti": jti}) is not None
 
     # -- authorization codes ------------------------------------------------------------------
 
@@ -634,17 +630,7 @@ class _ThreadConnections:
     it). Each SELECT runs outside any transaction, so it sees every commit made before it, as
     a pooled connection does. Connections belong to the process that opened them: after a
     fork the child opens its own and never touches (or closes) the parent's.
-
-    ``one_cached`` also keeps the rows it finds, per connection, for as long as SQLite's
-    ``PRAGMA data_version`` on that connection is unchanged. SQLite changes that number
-    whenever any other connection, in this process or another, commits to the file, and this
-    connection never writes; so an unchanged number means no row anywhere has changed since
-    the cached read, and the cached row is the one a SELECT would return. The pragma reads
-    one counter instead of searching a table and decoding a row (under gunicorn, a client
-    lookup's cost roughly halves: docs/benchmarks.md).
     """
-
-    CACHE_MAX = 1024  # rows kept per connection; all are dropped when it is reached
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -662,56 +648,26 @@ class _ThreadConnections:
             return None
         return cls(path)
 
-    def _connection(self) -> tuple[Any, sqlite3.Connection]:
-        """(this thread's state, its connection), opening the connection when needed."""
+    def one(self, sql: str, args: Any) -> tuple[Any, ...] | None:
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid() or local.generation != self._generation:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             local.conn, local.pid, local.generation = conn, os.getpid(), self._generation
-            local.rows, local.version = {}, None
             with self._lock:
                 self._opened.append((local.pid, conn))
-        return local, conn
-
-    def one(self, sql: str, args: Any) -> tuple[Any, ...] | None:
-        local, conn = self._connection()
         try:
-            return _first(conn, sql, args)
+            cur = conn.execute(sql, args)
+            try:
+                row = cur.fetchone()
+            finally:
+                # Resets the statement: an unfinished SELECT would hold its read snapshot open,
+                # and later reads on this connection would not see newer commits.
+                cur.close()
         except Exception:
             local.conn = None  # open a fresh one next time
             raise
-
-    def one_cached(
-        self, sql: str, args: Any, key: Hashable, keep_missing: bool = False
-    ) -> tuple[Any, ...] | None:
-        """As ``one``; the answer is reused while no other connection has committed since.
-
-        ``key`` names the answer among this connection's cached ones (one statement's keys must
-        not collide with another's). With ``keep_missing`` an absent row is kept too (for keys
-        no caller can choose freely). The version is read before the row: a commit between
-        the two reads changes the version, so the next call reads again.
-        """
-        local, conn = self._connection()
-        try:
-            version = _first(conn, "PRAGMA data_version", ())
-            rows = local.rows
-            if version != local.version:
-                rows.clear()
-                local.version = version
-            row = rows.get(key)
-            if row is None:
-                row = _first(conn, sql, args)
-                if row is not None or keep_missing:
-                    if len(rows) >= self.CACHE_MAX:
-                        rows.clear()
-                    rows[key] = _MISSING if row is None else row
-            elif row is _MISSING:
-                return None
-            return row
-        except Exception:
-            local.conn = None  # open a fresh one (with no cached rows) next time
-            raise
+        return tuple(row) if row is not None else None
 
     def close(self) -> None:
         pid = os.getpid()
@@ -721,20 +677,6 @@ class _ThreadConnections:
             self._opened = [(p, c) for p, c in self._opened if p != pid]
         for conn in mine:
             conn.close()
-
-
-_MISSING: tuple[Any, ...] = ()  # a kept answer "no row" (a row read is never empty)
-
-
-def _first(conn: sqlite3.Connection, sql: str, args: Any) -> tuple[Any, ...] | None:
-    cur = conn.execute(sql, args)
-    try:
-        row = cur.fetchone()
-    finally:
-        # Resets the statement: an unfinished SELECT would hold its read snapshot open, and
-        # later reads on this connection would not see newer commits.
-        cur.close()
-    return tuple(row) if row is not None else None
 
 
 class _FastRead:
@@ -757,16 +699,6 @@ class _FastRead:
         self.sql = str(compiled)
         self.names = list(compiled.positiontup) if compiled.positional and compiled.positiontup else None
         self.direct = direct
-
-    def one_cached(
-        self, params: dict[str, Any], key: Hashable, keep_missing: bool = False
-    ) -> tuple[Any, ...] | None:
-        """The first row, or None; on a SQLite file, an answer already read is reused while no
-        other connection has committed (``_ThreadConnections.one_cached``). Elsewhere there is
-        no change counter as cheap as the read itself, so every call reads."""
-        if self.direct is not None:
-            return self.direct.one_cached(self.sql, [params[n] for n in self.names or ()], key, keep_missing)
-        return self.one(params)
 
     def one(self, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """The first row, or None."""
