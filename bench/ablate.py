@@ -163,31 +163,19 @@ def serve(name: str, what: str, checkout: Path, workdir: Path, app: str, env: di
         RATELIMIT_TOKEN=HIGH_LIMIT,
     )
     full.update(env)
-    server = Server(name, what, url, proc=None)  # type: ignore[arg-type]
+    headers: dict[str, str] = {}
+    body = None
     if app == "wsgi:app":
-        # A client_credentials client registered as the CLI does, in the checkout being served.
-        setup = (
-            "import json, sys; sys.path[:0] = ['.', 'bench']; import micro; micro.ISSUER = sys.argv[1]; "
-            "app, state, client, secret = micro.app_with_worker(sys.argv[2], 'mcp:tools'); "
-            "print(json.dumps([client.client_id, secret]))"
-        )
-        out = subprocess.run(
-            [sys.executable, "-c", setup, url, str(data)], cwd=checkout, env=full, capture_output=True, text=True
-        )
-        if out.returncode != 0:
-            raise SystemExit(f"{name}: set-up failed: {out.stderr[-2000:]}")
-        client_id, secret = json.loads(out.stdout.strip().splitlines()[-1])
-        basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-        server.headers = {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"}
-        server.body = TOKEN_BODY
+        headers, body = _worker_client(name, checkout, full, url, data), TOKEN_BODY
     log = open(data / "gunicorn.log", "wb")  # noqa: SIM115 - open for the server's lifetime
-    server.proc = subprocess.Popen(
+    proc = subprocess.Popen(
         [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", app],
         cwd=checkout,
         env=full,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    server = Server(name, what, url, proc, headers, body)
     probe = "/ping" if app != "wsgi:app" else "/.well-known/oauth-authorization-server"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -195,10 +183,29 @@ def serve(name: str, what: str, checkout: Path, workdir: Path, app: str, env: di
             with urllib.request.urlopen(url + probe, timeout=2):
                 return server
         except OSError:
-            if server.proc.poll() is not None:
+            if proc.poll() is not None:
                 raise SystemExit(f"{name}: gunicorn exited; see {data / 'gunicorn.log'}") from None
             time.sleep(0.2)
+    server.stop()
     raise SystemExit(f"{name}: no answer within 60 s")
+
+
+def _worker_client(name: str, checkout: Path, env: dict[str, str], url: str, data: Path) -> dict[str, str]:
+    """Register a client_credentials client as the CLI does, in the checkout to be served; the
+    token request's headers for it."""
+    setup = (
+        "import json, sys; sys.path[:0] = ['.', 'bench']; import micro; micro.ISSUER = sys.argv[1]; "
+        "app, state, client, secret = micro.app_with_worker(sys.argv[2], 'mcp:tools'); "
+        "print(json.dumps([client.client_id, secret]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", setup, url, str(data)], cwd=checkout, env=env, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{name}: set-up failed: {out.stderr[-2000:]}")
+    client_id, secret = json.loads(out.stdout.strip().splitlines()[-1])
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"}
 
 
 def load(server: Server, seconds: int) -> tuple[float, float]:
@@ -236,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ablate-"))
     trees: list[Path] = []
     servers: list[Server] = []
+    bare: Server | None = None
     try:
         bare = serve("bare", "bare Flask JSON route", ROOT, workdir, "bench.bare_app:app", {})
         servers.append(serve("baseline", "this checkout", ROOT, workdir, "wsgi:app", {}))
@@ -270,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for s in servers:
             s.stop()
-        if "bare" in locals():
+        if bare is not None:
             bare.stop()
         for tree in trees:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
