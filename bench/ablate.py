@@ -40,7 +40,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from run import CLOCK_TICKS, HIGH_LIMIT, LUA, ROOT, free_port, worker_pids  # bench/ is this script's directory
+from run import (
+    HIGH_LIMIT,
+    LUA,
+    ROOT,
+    free_port,
+    gunicorn_cpu_seconds,
+    gunicorn_env,
+)  # bench/ is this script's directory
 
 BIN = Path(sys.executable).parent
 TOKEN_BODY = "grant_type=client_credentials&scope=mcp%3Atools"
@@ -117,14 +124,7 @@ class Server:
     body: str | None = None
 
     def cpu_seconds(self) -> float:
-        total = 0
-        for pid in [self.proc.pid, *worker_pids(self.proc.pid)]:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])
-        return total / CLOCK_TICKS
+        return sum(gunicorn_cpu_seconds(self.proc.pid))
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -150,19 +150,16 @@ def serve(name: str, what: str, checkout: Path, workdir: Path, app: str, env: di
     url = f"http://127.0.0.1:{port}"
     data = workdir / name
     (data / "prometheus").mkdir(parents=True)
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_", "FLASK_", "MCP_", "RATELIMIT_"))}
-    full.update(
-        GUNICORN_ACCESS_LOG="",
-        GUNICORN_LOG_LEVEL="warning",
-        WEB_CONCURRENCY="2",
-        GUNICORN_WORKER_CLASS="sync",
-        PROMETHEUS_MULTIPROC_DIR=str(data / "prometheus"),
-        OAUTH_ISSUER=url,
-        OAUTH_STORAGE_URL=f"sqlite:///{data}/bench.sqlite3",  # where micro.app_with_worker puts it
-        RATELIMIT_ENABLED="true",
-        RATELIMIT_TOKEN=HIGH_LIMIT,
-    )
-    full.update(env)
+    server_env = {
+        "OAUTH_ISSUER": url,
+        "OAUTH_STORAGE_URL": f"sqlite:///{data}/bench.sqlite3",  # where micro.app_with_worker puts it
+        "RATELIMIT_ENABLED": "true",
+        "RATELIMIT_TOKEN": HIGH_LIMIT,
+        **env,
+    }
+    # bench/run.py's gunicorn settings, with its defaults: 2 sync workers.
+    settings = argparse.Namespace(workers=2, worker_class="sync", gthreads=1)
+    full = gunicorn_env(server_env, settings, data / "prometheus")
     headers: dict[str, str] = {}
     body = None
     if app == "wsgi:app":

@@ -699,8 +699,13 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def server_cpu_seconds(server: Running) -> tuple[float, float]:
     """(user, system) CPU seconds used so far by the gunicorn master and its live workers."""
+    return gunicorn_cpu_seconds(server.proc.pid)
+
+
+def gunicorn_cpu_seconds(master: int) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by gunicorn master ``master`` and its live workers."""
     user = system = 0
-    for pid in [server.proc.pid, *worker_pids(server.proc.pid)]:
+    for pid in [master, *worker_pids(master)]:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
